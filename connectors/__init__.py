@@ -1,0 +1,1 @@
+"""Connectors to external systems; each depends only on ``sync_daemon.kernel``."""

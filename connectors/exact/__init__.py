@@ -1,0 +1,1 @@
+"""Exact Online connector: OAuth2 client, OData paging, mapping and a local sandbox."""

@@ -1,0 +1,184 @@
+"""The contract between the sync engine and a connector.
+
+A connector is an object built by a factory registered under the entry-point group
+``crm_sync.connectors`` (name = backend kind: ``exact``, ``sage_accounting``,
+``sage_x3``, ``peppol``). The factory receives a :class:`ConnectorContext` and
+returns an object implementing :class:`Connector` plus any of the capability
+protocols below; the engine checks which with ``isinstance`` and runs only those
+streams.
+
+Cursors are opaque strings owned by the connector (an Exact timestamp, a Sage
+``updated_or_created_since`` value…). A page's cursor is where to resume *after* the
+engine has committed that page; the engine stores it only then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from .models import Customer, Deletion, Invoice, PaymentStatus, RemoteRef
+
+__all__ = [
+    "Connector",
+    "ConnectorContext",
+    "ConnectorFactory",
+    "CustomerSink",
+    "CustomerSource",
+    "DeletionSource",
+    "EInvoiceSource",
+    "HealthReport",
+    "InvoiceSink",
+    "Page",
+    "PaymentSource",
+    "TokenSet",
+    "TokenStore",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of remote records and the cursor to resume after it."""
+
+    records: list[T]
+    cursor: str | None
+    #: Records of this page that could not be mapped: (external id, error).
+    rejected: list[tuple[str, Exception]] = field(default_factory=list)
+
+
+class TokenSet(BaseModel):
+    """OAuth tokens of one backend, as persisted by the token store."""
+
+    model_config = ConfigDict(frozen=True)
+
+    access_token: str
+    refresh_token: str | None = None
+    issued_at: datetime
+    expires_at: datetime
+    refresh_expires_at: datetime | None = None
+    base_url: str | None = None
+    extra: dict[str, Any] = {}
+
+
+class TokenStore(Protocol):
+    """Persistent, process-safe storage of one backend's tokens.
+
+    ``lock`` is held around read-refresh-save so that two workers never spend the same
+    single-use refresh token; ``save`` is atomic and happens before the new access
+    token is used.
+    """
+
+    def load(self, key: str) -> TokenSet | None: ...
+
+    def save(self, key: str, tokens: TokenSet) -> None: ...
+
+    def lock(self, key: str) -> AbstractContextManager[None]: ...
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """What ``check`` found: credentials state and a human sentence."""
+
+    credentials_state: str  # unknown | missing | valid | invalid | needs_reauth
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """Everything a connector factory may use; nothing global.
+
+    :param backend_id: the ``crm.sync.backend`` id in Odoo.
+    :param settings: the backend's section of the daemon configuration (credentials,
+        URLs, division/business ids…), already validated by the daemon.
+    :param tokens: the token store shared by all workers of this daemon.
+    :param clock: returns the current UTC time; tests pass a fake.
+    :param sleep: waits; tests pass a fake that advances ``clock``.
+    """
+
+    backend_id: int
+    settings: Mapping[str, Any]
+    tokens: TokenStore
+    clock: Callable[[], datetime]
+    sleep: Callable[[float], None]
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """What every connector offers."""
+
+    kind: str
+
+    def check(self) -> HealthReport:
+        """Reach the remote with the stored credentials and say how it went."""
+        ...
+
+    def close(self) -> None:
+        """Release sessions and files."""
+        ...
+
+
+@runtime_checkable
+class CustomerSource(Protocol):
+    """Customers changed in the remote since a cursor (``None``: everything)."""
+
+    def pull_customers(self, cursor: str | None) -> Iterator[Page[Customer]]: ...
+
+
+@runtime_checkable
+class DeletionSource(Protocol):
+    """Records deleted in the remote since a cursor."""
+
+    def pull_deletions(self, cursor: str | None) -> Iterator[Page[Deletion]]: ...
+
+
+@runtime_checkable
+class CustomerSink(Protocol):
+    """Create or update customers in the remote."""
+
+    def find_customer(self, customer: Customer) -> RemoteRef | None:
+        """Look the customer up by its identifiers or code before any create."""
+        ...
+
+    def push_customer(
+        self, customer: Customer, *, external_id: str | None, idempotency_key: str
+    ) -> RemoteRef: ...
+
+
+@runtime_checkable
+class InvoiceSink(Protocol):
+    """Send posted Odoo invoices and credit notes to the remote."""
+
+    def find_invoice(self, invoice: Invoice) -> RemoteRef | None:
+        """Look the invoice up by its reference; called before any (re-)send."""
+        ...
+
+    def push_invoice(self, invoice: Invoice, *, idempotency_key: str) -> RemoteRef: ...
+
+
+@runtime_checkable
+class PaymentSource(Protocol):
+    """Payment status of invoices, changed since a cursor."""
+
+    def pull_payments(self, cursor: str | None) -> Iterator[Page[PaymentStatus]]: ...
+
+
+@runtime_checkable
+class EInvoiceSource(Protocol):
+    """Incoming e-invoices (vendor bills) waiting in an inbox."""
+
+    def pull_einvoices(self, cursor: str | None) -> Iterator[Page[Invoice]]: ...
+
+    def acknowledge(self, external_ids: list[str]) -> None:
+        """Mark documents as taken once the engine has stored them."""
+        ...
+
+
+ConnectorFactory = Callable[[ConnectorContext], Connector]
