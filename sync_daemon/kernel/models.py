@@ -188,6 +188,9 @@ class Invoice(_Record):
     issue_date: date
     due_date: date | None = None
     tax_point_date: date | None = None
+    #: Actual delivery date and deliver-to address (needed for intra-EU supplies, K).
+    delivery_date: date | None = None
+    delivery_address: Address | None = None
     currency: str = "EUR"
     type_code: str | None = None
     buyer_reference: str | None = None
