@@ -220,6 +220,8 @@ class Invoice(_Record):
     payment_terms: str | None = None
     odoo_id: int | None = None
     external_id: str | None = None
+    #: The buyer's id in the target system when the customer is already linked.
+    buyer_external_id: str | None = None
     attachments: tuple[tuple[str, str, bytes], ...] = Field(
         default=(), description="(filename, mime type, content) of embedded files"
     )
@@ -230,6 +232,8 @@ class PaymentStatus(_Record):
 
     invoice_number: str
     external_id: str | None = None
+    #: The customer's id in the remote, so open amounts can be summed per customer.
+    customer_external_id: str | None = None
     state: Literal["not_paid", "partial", "paid", "reversed"]
     amount_residual: Money
     currency: str = "EUR"
