@@ -20,7 +20,10 @@ from . import __version__
 __all__ = ["build_parser", "main"]
 
 #: Modules of the daemon that add commands, in help order.
-BUILTIN_COMMANDS = ("sync_daemon.demo",)
+BUILTIN_COMMANDS = (
+    "sync_daemon.demo",
+    "sync_daemon.reconcile",
+)
 
 Register = Callable[[argparse._SubParsersAction], None]  # type: ignore[type-arg]
 

@@ -30,7 +30,7 @@ def _calls(fake: FakeOdoo, method: str, model: str | None = None) -> list[Call]:
     ]
 
 
-# -- C001: session expiry ---------------------------------------------------------
+# -- C001: session expiry --------------------------------------------------------------
 
 
 def test_c001_session_expiry_relogin_once_and_replay(
@@ -89,7 +89,7 @@ def test_wrong_secret_is_an_auth_error(fake_odoo: FakeOdoo) -> None:
     assert "nope" not in str(info.value)
 
 
-# -- C003: large reads -------------------------------------------------------------
+# -- C003: large reads -----------------------------------------------------------------
 
 
 def test_c003_keyset_paging_while_rows_are_added(fake_odoo: FakeOdoo) -> None:
@@ -144,7 +144,7 @@ def test_unknown_fields_are_never_sent_or_asked(fake_odoo: FakeOdoo) -> None:
     assert len(_calls(fake_odoo, "fields_get", "res.partner")) == 2
 
 
-# -- C004: many2many commands ---------------------------------------------------------
+# -- C004: many2many commands ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -177,7 +177,7 @@ def test_c004_bare_id_list_is_what_odoo_refuses(fake_odoo: FakeOdoo) -> None:
         gateway.write("res.partner", [101], {"category_id": [3, 7]})
 
 
-# -- C005: company-first context --------------------------------------------------------
+# -- C005: company-first context -------------------------------------------------------
 
 
 def test_c005_company_first_context_and_company_dependent_read(
@@ -220,7 +220,7 @@ def test_c005_wrong_company_rule_of_the_fake(fake_odoo: FakeOdoo) -> None:
         gateway.create("res.partner", [{"name": "X", "company_id": 2}])
 
 
-# -- lost answers: no blind re-send -------------------------------------------------------
+# -- lost answers: no blind re-send ----------------------------------------------------
 
 
 def test_lost_create_answer_is_looked_up_before_any_resend(fake_odoo: FakeOdoo) -> None:
