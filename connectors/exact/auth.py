@@ -1,0 +1,312 @@
+"""OAuth2 for Exact Online, as Exact runs it.
+
+- The access token lives 600 s; ``expires_in`` arrives as a **string**.
+- Every refresh returns a new, single-use refresh token; sending a spent one gives
+  ``invalid_grant`` and a person must redo the consent.
+- A refresh earlier than 570 s after the previous issue is refused
+  (``access_denied`` with header ``Reason: TooEarlyToRefreshTokens``).
+
+So :class:`TokenManager` refreshes only when the token is about to expire *and* is at
+least ``min_refresh_age`` old, and always like this: take the token store's lock
+(shared by threads and processes) → re-read the store (another worker may have
+refreshed meanwhile) → refresh only if still needed → save the new pair → only then
+hand out the new access token. ``invalid_grant`` raises
+:class:`~connectors.exact.errors.ExactNeedsReauthorisation` at once, with no retry.
+
+The authorization-code helpers (:meth:`TokenManager.authorization_url`,
+:meth:`TokenManager.exchange_code`) serve ``crm-sync auth``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+
+from sync_daemon.kernel.protocol import TokenSet, TokenStore
+
+from .errors import (
+    ExactAuthError,
+    ExactNeedsReauthorisation,
+    ExactNetworkError,
+    ExactRateLimited,
+    ExactTimeout,
+    ExactUnavailable,
+)
+from .settings import ExactSettings
+
+__all__ = ["REFRESH_TOKEN_LIFETIME", "TokenManager"]
+
+_logger = logging.getLogger(__name__)
+
+#: An unused refresh token expires after 30 days.
+REFRESH_TOKEN_LIFETIME = timedelta(days=30)
+
+
+class TokenManager:
+    """Hands out a valid access token for one Exact backend.
+
+    :param settings: the backend settings (host, client id/secret, timeouts).
+    :param store: the shared token store.
+    :param key: this backend's key in the store.
+    :param session: the HTTP session used for the token endpoint.
+    :param clock: current UTC time.
+    :param sleep: waits, for the rare case of an expired token younger than 570 s.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: ExactSettings,
+        store: TokenStore,
+        key: str,
+        session: requests.Session,
+        clock: Callable[[], datetime],
+        sleep: Callable[[float], None],
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._key = key
+        self._session = session
+        self._clock = clock
+        self._sleep = sleep
+        #: Calls made to the token endpoint by this manager (for tests and reports).
+        self.token_calls = 0
+
+    @property
+    def token_url(self) -> str:
+        return f"{self._settings.host}/api/oauth2/token"
+
+    # ------------------------------------------------------------ access tokens
+
+    def access_token(self) -> str:
+        """A usable access token, refreshing it first when (and only when) due."""
+        tokens = self._store.load(self._key)
+        if tokens is not None and self._fresh(tokens):
+            self._check_host(tokens)
+            return tokens.access_token
+        with self._store.lock(self._key):
+            # Another worker may have refreshed while we waited for the lock.
+            tokens = self._load_required()
+            if self._fresh(tokens):
+                return tokens.access_token
+            return self._refresh(tokens).access_token
+
+    def after_unauthorised(self, rejected: str) -> str:
+        """A call answered 401 with ``rejected``: the token to try once more.
+
+        When another worker stored a newer token, that one is returned; otherwise
+        the token is refreshed if the 570 s rule allows it, else the 401 stands.
+        """
+        with self._store.lock(self._key):
+            tokens = self._load_required()
+            if tokens.access_token != rejected:
+                return tokens.access_token
+            age = (self._clock() - tokens.issued_at).total_seconds()
+            if age < self._settings.min_refresh_age:
+                raise ExactAuthError(
+                    "Exact refused an access token that is only "
+                    f"{age:.0f} s old; it cannot be refreshed before "
+                    f"{self._settings.min_refresh_age:.0f} s",
+                    record=f"token {self._key}",
+                    details={"status": 401},
+                )
+            return self._refresh(tokens).access_token
+
+    def _fresh(self, tokens: TokenSet) -> bool:
+        now = self._clock()
+        margin = timedelta(seconds=self._settings.refresh_margin)
+        if now < tokens.expires_at - margin:
+            return True
+        # Due by our margin, but Exact refuses refreshes younger than 570 s: keep
+        # using the current token as long as it has not really expired.
+        age = (now - tokens.issued_at).total_seconds()
+        return age < self._settings.min_refresh_age and now < tokens.expires_at
+
+    def _load_required(self) -> TokenSet:
+        tokens = self._store.load(self._key)
+        if tokens is None:
+            raise ExactNeedsReauthorisation(
+                "no Exact tokens stored for this backend; run 'crm-sync auth'",
+                record=f"token {self._key}",
+            )
+        self._check_host(tokens)
+        return tokens
+
+    def _check_host(self, tokens: TokenSet) -> None:
+        if tokens.base_url and tokens.base_url.rstrip("/") != self._settings.host:
+            raise ExactNeedsReauthorisation(
+                f"the stored tokens belong to {tokens.base_url}, not to "
+                f"{self._settings.host}; tokens do not cross Exact hosts",
+                record=f"token {self._key}",
+                field="base_url",
+            )
+
+    def _refresh(self, tokens: TokenSet) -> TokenSet:
+        """Spend the stored refresh token; caller holds the store lock."""
+        if not tokens.refresh_token:
+            raise ExactNeedsReauthorisation(
+                "no refresh token stored; run 'crm-sync auth'",
+                record=f"token {self._key}",
+                field="refresh_token",
+            )
+        age = (self._clock() - tokens.issued_at).total_seconds()
+        if age < self._settings.min_refresh_age:
+            # Only reachable when Exact issued a token shorter-lived than 570 s.
+            self._sleep(self._settings.min_refresh_age - age)
+        new = self._token_call(
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": tokens.refresh_token,
+            }
+        )
+        _logger.info("Exact tokens of %s refreshed", self._key)
+        return new
+
+    # ----------------------------------------------------- authorization code
+
+    def authorization_url(self, state: str, redirect_uri: str) -> str:
+        """Where to send the browser for the consent of ``crm-sync auth``."""
+        query = urlencode(
+            {
+                "client_id": self._settings.client_id,
+                "redirect_uri": redirect_uri,
+                "response_type": "code",
+                "state": state,
+                "force_login": "0",
+            }
+        )
+        return f"{self._settings.host}/api/oauth2/auth?{query}"
+
+    def exchange_code(self, code: str, redirect_uri: str) -> TokenSet:
+        """Trade the one-time code for the first token pair and store it."""
+        with self._store.lock(self._key):
+            return self._token_call(
+                {
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": redirect_uri,
+                }
+            )
+
+    # --------------------------------------------------------- token endpoint
+
+    def _token_call(self, form: dict[str, str]) -> TokenSet:
+        """POST the token endpoint, then save the answer before returning it."""
+        form = {
+            **form,
+            "client_id": self._settings.client_id,
+            "client_secret": self._settings.client_secret.get_secret_value(),
+        }
+        sent_at = self._clock()
+        self.token_calls += 1
+        try:
+            response = self._session.post(
+                self.token_url,
+                data=form,
+                headers={"Accept": "application/json"},
+                timeout=(self._settings.connect_timeout, self._settings.read_timeout),
+            )
+        except requests.Timeout as err:
+            raise ExactTimeout(
+                "the Exact token endpoint did not answer", record=f"token {self._key}"
+            ) from err
+        except requests.RequestException as err:
+            raise ExactNetworkError(
+                f"the Exact token endpoint could not be reached: {type(err).__name__}",
+                record=f"token {self._key}",
+            ) from err
+        received_at = self._clock()
+        body = _json_or_empty(response)
+        if response.status_code != 200:
+            raise self._token_error(response, body, sent_at)
+        tokens = self._parse(body, sent_at, received_at)
+        # Persist before use: a crash after this line never loses the new pair.
+        self._store.save(self._key, tokens)
+        return tokens
+
+    def _parse(
+        self, body: dict[str, Any], sent_at: datetime, received_at: datetime
+    ) -> TokenSet:
+        record = f"token {self._key}"
+        access = body.get("access_token")
+        refresh = body.get("refresh_token")
+        raw_expiry = body.get("expires_in")
+        if not isinstance(access, str) or not access:
+            raise ExactAuthError(
+                "token answer without access_token", record=record, field="access_token"
+            )
+        if not isinstance(refresh, str) or not refresh:
+            raise ExactAuthError(
+                "token answer without refresh_token",
+                record=record,
+                field="refresh_token",
+            )
+        text = str(raw_expiry).strip() if raw_expiry is not None else ""
+        if not text.isdigit():
+            raise ExactAuthError(
+                f"expires_in is not a number of seconds: {raw_expiry!r}",
+                record=record,
+                field="expires_in",
+            )
+        # Expiry counts from when we asked (conservative), age from when we heard
+        # back (never earlier than Exact's own issue time, for the 570 s rule).
+        return TokenSet(
+            access_token=access,
+            refresh_token=refresh,
+            issued_at=received_at,
+            expires_at=sent_at + timedelta(seconds=int(text)),
+            refresh_expires_at=received_at + REFRESH_TOKEN_LIFETIME,
+            base_url=self._settings.host,
+            extra={"token_type": body.get("token_type", "bearer")},
+        )
+
+    def _token_error(
+        self, response: requests.Response, body: dict[str, Any], sent_at: datetime
+    ) -> Exception:
+        record = f"token {self._key}"
+        code = str(body.get("error") or "")
+        description = str(body.get("error_description") or "")
+        details = {"status": response.status_code, "error": code}
+        reason = response.headers.get("Reason", "")
+        if reason == "TooEarlyToRefreshTokens" or (
+            code == "access_denied" and "not expired" in description
+        ):
+            return ExactRateLimited(
+                "Exact refused the refresh: the access token is younger than 570 s",
+                scope="token_refresh",
+                retry_after=self._settings.min_refresh_age,
+                record=record,
+                details=details,
+            )
+        if code in {"invalid_grant", "invalid_request", "unauthorized_client"}:
+            return ExactNeedsReauthorisation(
+                f"Exact refused the refresh token ({code}: {description}); "
+                "run 'crm-sync auth' again",
+                record=record,
+                field="refresh_token",
+                details=details,
+            )
+        if response.status_code >= 500:
+            return ExactUnavailable(
+                f"Exact token endpoint answered {response.status_code}",
+                record=record,
+                details=details,
+            )
+        return ExactAuthError(
+            f"Exact token endpoint answered {response.status_code} {code}",
+            record=record,
+            details=details,
+        )
+
+
+def _json_or_empty(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -1,0 +1,341 @@
+"""HTTP transport to the Exact Online REST API: auth, limits, errors, paging.
+
+:class:`ExactClient` sends every call with a timeout through an injected
+``requests.Session``, adds the bearer token from :class:`~.auth.TokenManager`,
+respects the per-division limits of :class:`~.ratelimit.RateLimiter`, and turns
+every failure into one class of :mod:`connectors.exact.errors`:
+
+========================  ==============================================
+answer                    outcome
+========================  ==============================================
+2xx                       parsed JSON (``None`` for 204)
+2xx, broken JSON          ``ExactUnavailable`` (retryable)
+401                       one retry with a refreshed token, then auth error
+403 / 404                 ``ExactPermissionDenied`` / ``ExactNotFound``
+429 minutely              wait until the reset, then the same GET once more
+429 daily                 ``ExactRateLimited(scope="daily")``; division paused
+other 4xx                 ``ExactRejected`` — never retried (Exact blocks an
+                          app after 10 such errors an hour)
+5xx, network, timeout     retryable errors
+========================  ==============================================
+
+GET and PUT are retried with tenacity (bounded, jittered, retryable errors only, a
+daily limit never). POST is never retried here: whether a failed POST was stored is
+unknown, so the caller looks the record up before sending it again.
+
+Paging follows ``__next`` verbatim: Exact's absolute URL already carries
+``$select``, ``$filter`` and the skip token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from sync_daemon.kernel.errors import RateLimited, RetryableError
+
+from .auth import TokenManager
+from .errors import (
+    ExactAuthError,
+    ExactError,
+    ExactNetworkError,
+    ExactNotFound,
+    ExactPermissionDenied,
+    ExactRateLimited,
+    ExactRejected,
+    ExactTimeout,
+    ExactUnavailable,
+)
+from .ratelimit import RateLimiter
+from .settings import ExactSettings
+
+__all__ = ["CallStats", "ExactClient", "build_query", "error_message"]
+
+_logger = logging.getLogger(__name__)
+
+#: Characters left as they are in OData query values ($select lists, quotes…).
+_SAFE = "$,'()=:/*"
+
+
+def build_query(params: Mapping[str, str]) -> str:
+    """``$select=A,B&$filter=Timestamp%20gt%201`` the way Exact writes it."""
+    return "&".join(
+        f"{quote(key, safe='$')}={quote(value, safe=_SAFE)}"
+        for key, value in params.items()
+    )
+
+
+def error_message(body: Any) -> str:
+    """Exact's error text from ``{"error": {"message": {"value": …}}}``."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            message = error.get("message")
+            if isinstance(message, dict):
+                return str(message.get("value") or "")
+            if message:
+                return str(message)
+        elif error:
+            return str(body.get("error_description") or error)
+    return ""
+
+
+class CallStats:
+    """Counts of what the client sent, for tests, checks and benchmarks."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.by_method: dict[str, int] = {}
+        self.urls: list[str] = []
+
+    def record(self, method: str, url: str) -> None:
+        self.calls += 1
+        self.by_method[method] = self.by_method.get(method, 0) + 1
+        self.urls.append(url)
+
+
+def _retryable(err: BaseException) -> bool:
+    if isinstance(err, RateLimited) and err.scope == "daily":
+        return False
+    return isinstance(err, RetryableError)
+
+
+class ExactClient:
+    """Calls of one Exact division.
+
+    :param settings: validated backend settings.
+    :param tokens: the backend's token manager.
+    :param limiter: the rate limiter (shared per connector).
+    :param session: the injected HTTP session; closed only if created here.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: ExactSettings,
+        tokens: TokenManager,
+        limiter: RateLimiter,
+        session: requests.Session,
+        clock: Callable[[], datetime],
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.settings = settings
+        self.tokens = tokens
+        self.limiter = limiter
+        self.session = session
+        self._clock = clock
+        self._sleep = sleep
+        self.division = settings.division
+        self.stats = CallStats()
+
+    # ------------------------------------------------------------------ URLs
+
+    def url(self, path: str, params: Mapping[str, str] | None = None) -> str:
+        """Absolute URL of ``path`` in the configured division."""
+        base = f"{self.settings.host}/api/v1/{self.division}/{path.lstrip('/')}"
+        return f"{base}?{build_query(params)}" if params else base
+
+    def current_url(self, path: str) -> str:
+        """URL of a call without division (``current/Me``)."""
+        return f"{self.settings.host}/api/v1/{path.lstrip('/')}"
+
+    # ------------------------------------------------------------- public verbs
+
+    def get(self, url: str) -> Any:
+        """GET an absolute URL with bounded, jittered retries of retryable errors."""
+        return self._retrying(lambda: self._send("GET", url))
+
+    def put(self, url: str, body: Mapping[str, Any]) -> Any:
+        """PUT is idempotent, so it is retried like a GET."""
+        return self._retrying(lambda: self._send("PUT", url, body))
+
+    def post(self, url: str, body: Mapping[str, Any]) -> Any:
+        """POST once; the caller decides, after a lookup, whether to send again."""
+        return self._send("POST", url, body)
+
+    def pages(self, url: str) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
+        """Each page's rows and its ``__next`` URL, followed verbatim until absent."""
+        next_url: str | None = url
+        while next_url:
+            body = self.get(next_url)
+            rows, next_url = _results(body, next_url)
+            yield rows, next_url
+
+    # ---------------------------------------------------------------- internals
+
+    def _retrying(self, call: Callable[[], Any]) -> Any:
+        retrying = Retrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(self.settings.max_attempts),
+            wait=self._wait,
+            sleep=self._sleep,
+            reraise=True,
+            before_sleep=_log_retry,
+        )
+        return retrying(call)
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = wait_random_exponential(multiplier=0.5, max=self.settings.max_backoff)
+        seconds = backoff(state)
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, RetryableError) and error.retry_after:
+            seconds = max(seconds, min(error.retry_after, 3600.0))
+        return seconds
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        retried_429: bool = False,
+        retried_401: bool = False,
+    ) -> Any:
+        division = self._division_of(url)
+        if division is not None:
+            self.limiter.before_call(division)
+        token = self.tokens.access_token()
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+        }
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            headers["Prefer"] = "return=representation"
+            data = json.dumps(body)
+        self.stats.record(method, url)
+        try:
+            response = self.session.request(
+                method,
+                url,
+                data=data,
+                headers=headers,
+                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+            )
+        except requests.Timeout as err:
+            raise ExactTimeout(
+                f"{method} timed out", record=_short(url), details={"method": method}
+            ) from err
+        except requests.RequestException as err:
+            raise ExactNetworkError(
+                f"{method} failed: {type(err).__name__}",
+                record=_short(url),
+                details={"method": method},
+            ) from err
+        status = response.status_code
+        _logger.debug("%s %s -> %s", method, url, status)
+        if division is not None:
+            self.limiter.after_response(division, status, response.headers)
+
+        if status == 401 and not retried_401:
+            self.tokens.after_unauthorised(token)
+            return self._send(
+                method, url, body, retried_429=retried_429, retried_401=True
+            )
+        if status == 429:
+            wait = self.limiter.on_429(division or 0, response.headers)
+            if method == "GET" and not retried_429:
+                _logger.warning(
+                    "Exact division %s: minutely limit hit, waiting %.1f s",
+                    division,
+                    wait,
+                )
+                self._sleep(wait)
+                return self._send(method, url, body, retried_429=True)
+            raise ExactRateLimited(
+                "Exact minutely call limit reached",
+                scope="minutely",
+                retry_after=wait,
+                record=_short(url),
+                details={"division": division, "method": method},
+            )
+        if status >= 400:
+            raise _status_error(method, url, response)
+        if status == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as err:
+            raise ExactUnavailable(
+                f"{method} answered {status} with a body that is not JSON (truncated?)",
+                record=_short(url),
+                details={"status": status, "method": method},
+            ) from err
+
+    def _division_of(self, url: str) -> int | None:
+        prefix = f"{self.settings.host}/api/v1/"
+        if not url.startswith(prefix):
+            return None
+        head = url[len(prefix) :].split("/", 1)[0]
+        return int(head) if head.isdigit() else None
+
+
+def _results(body: Any, url: str) -> tuple[list[dict[str, Any]], str | None]:
+    """Rows and ``__next`` of a list envelope; a single ``{"d": {…}}`` is one row."""
+    if not isinstance(body, dict) or "d" not in body:
+        raise ExactUnavailable(
+            "answer without the OData 'd' envelope", record=_short(url), field="d"
+        )
+    inner = body["d"]
+    if isinstance(inner, list):
+        return [row for row in inner if isinstance(row, dict)], None
+    if isinstance(inner, dict) and "results" in inner:
+        rows = inner.get("results") or []
+        next_url = inner.get("__next") or None
+        return [row for row in rows if isinstance(row, dict)], next_url
+    if isinstance(inner, dict):
+        return [inner], None
+    raise ExactUnavailable(
+        "unexpected OData envelope", record=_short(url), field="d.results"
+    )
+
+
+def _status_error(method: str, url: str, response: requests.Response) -> ExactError:
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    text = error_message(body) or response.reason or ""
+    details = {"status": status, "method": method, "message": text}
+    record = _short(url)
+    message = f"{method} answered {status}: {text}".rstrip(": ")
+    if status >= 500:
+        return ExactUnavailable(message, record=record, details=details)
+    if status == 401:
+        return ExactAuthError(message, record=record, details=details)
+    if status == 403:
+        return ExactPermissionDenied(message, record=record, details=details)
+    if status == 404:
+        return ExactNotFound(message, record=record, details=details)
+    return ExactRejected(message, record=record, details=details)
+
+
+def _short(url: str) -> str:
+    """The endpoint part of a URL, without host and query, for messages."""
+    path = url.split("?", 1)[0]
+    marker = "/api/v1/"
+    return path[path.index(marker) + len(marker) :] if marker in path else path
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    _logger.warning(
+        "Exact call failed (%s), attempt %s; retrying",
+        type(error).__name__ if error else "?",
+        state.attempt_number,
+    )
