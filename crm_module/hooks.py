@@ -1,0 +1,8 @@
+def post_init_hook(env):
+    """Flag possible duplicates among the partners that existed before install.
+
+    The identifier keys themselves are stored computed fields, so the ORM fills
+    them in batch when the columns are created; the duplicate flag depends on other
+    records and is refreshed here once, in chunks.
+    """
+    env["res.partner"]._crm_refresh_all_duplicate_flags()
