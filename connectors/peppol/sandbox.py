@@ -44,7 +44,6 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from .build import party_identifiers
 from .discovery import (
     CREDIT_NOTE_DOCTYPE,
     DOCTYPE_SCHEME,
@@ -158,11 +157,13 @@ class PeppolSandbox:
             self._udp.bind((HOST, self.port))
         except OSError:
             self._udp.bind((HOST, 0))
-        self._udp.settimeout(0.2)
+        self._udp.settimeout(0.05)
         self._stopping.clear()
         self._threads = [
-            threading.Thread(target=self._http.serve_forever, daemon=True),
-            threading.Thread(target=self._serve_dns, daemon=True),
+            threading.Thread(
+                target=self._http.serve_forever, kwargs={"poll_interval": 0.05}
+            ),
+            threading.Thread(target=self._serve_dns),
         ]
         for thread in self._threads:
             thread.start()
@@ -208,11 +209,11 @@ class PeppolSandbox:
     def add_inbox(self, document: bytes, *, item_id: str | None = None) -> str:
         item_id = item_id or uuid.uuid4().hex
         try:
-            sender = party_identifiers(
-                parse_document(document, source=item_id).seller
-            ).participant_id
+            seller = parse_document(document, source=item_id).seller
         except (PeppolError, ValueError):
             sender = None
+        else:
+            sender = f"{seller.endpoint_scheme}:{seller.endpoint_id}"
         with self._lock:
             self.inbox[item_id] = {
                 "id": item_id,

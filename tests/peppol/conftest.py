@@ -181,3 +181,23 @@ def invoice_factory() -> Callable[..., Invoice]:
 def peppol_env(monkeypatch: pytest.MonkeyPatch, rules_dir: Path) -> Iterator[None]:
     monkeypatch.setenv("PEPPOL_RULES_DIR", str(rules_dir))
     yield
+
+
+@pytest.fixture
+def sandbox_factory(
+    validator: Validator,
+) -> Iterator[Callable[..., Any]]:
+    """Start Peppol sandboxes on 127.0.0.1; all are stopped after the test."""
+    from connectors.peppol.sandbox import PeppolSandbox
+
+    started: list[PeppolSandbox] = []
+
+    def start(**kwargs: Any) -> PeppolSandbox:
+        kwargs.setdefault("validator", validator)
+        box = PeppolSandbox(**kwargs).start()
+        started.append(box)
+        return box
+
+    yield start
+    for box in started:
+        box.stop()

@@ -367,6 +367,8 @@ def test_credit_note_with_billing_reference(validator: Validator) -> None:
         number="CN-2025-00007",
         billing_reference="FV-2025-00042",
         billing_reference_date=date(2025, 3, 14),
+        tax_point_date=date(2025, 3, 20),
+        note="Returned goods",
     )
     document = build_document(invoice)
     root = _tree(document)
@@ -389,9 +391,17 @@ def test_dutch_credit_note_needs_its_reference(validator: Validator) -> None:
     _assert_valid(validator, build_document(with_ref))
 
 
-def test_attachment_is_embedded(validator: Validator) -> None:
+def test_optional_header_parts_in_schema_order(validator: Validator) -> None:
     invoice = make_invoice(
-        attachments=(("FV-2025-00042.pdf", "application/pdf", b"%PDF-1.4 test"),)
+        attachments=(("FV-2025-00042.pdf", "application/pdf", b"%PDF-1.4 test"),),
+        tax_point_date=date(2025, 3, 14),
+        note="Thank you",
+        order_reference="SO-12",
+        contract_reference="CT-1",
+        payment_terms="30 days",
+        payment_reference="+++090/9337/55493+++",
+        delivery_date=date(2025, 3, 12),
+        payment_bic="GKCCBEBB",
     )
     document = build_document(invoice)
     assert b'mimeCode="application/pdf"' in document

@@ -1,0 +1,142 @@
+"""Benchmark: Peppol invoices per second, end to end, and the one-time compile cost.
+
+End to end = build the UBL from a canonical invoice + UBL 2.1 XSD + the official CEN
+and PEPPOL stylesheets (saxonche). The stylesheets are compiled once (timed apart),
+then a warm-up runs, then the timed loop. Every document must come out valid.
+
+    .venv/bin/python benchmarks/peppol.py [--count 400] [--warmup 40]
+        [--rules-dir DIR] [--json]
+
+Targets of issue 9: >= 80 invoices/s end to end, <= 1 s compile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from connectors.peppol.build import build_document  # noqa: E402
+from connectors.peppol.validate import Validator, find_rules_dir  # noqa: E402
+from sync_daemon.kernel.models import (  # noqa: E402
+    Address,
+    Invoice,
+    InvoiceLine,
+    Party,
+)
+
+SELLER = Party(
+    name="Fictief Software BV",
+    vat="BE0447123478",
+    address=Address(street="Veldstraat 12", city="Gent", zip="9000", country_code="BE"),
+)
+BUYER = Party(
+    name="Atelier Imaginaire SRL",
+    vat="BE0765881217",
+    address=Address(
+        street="Rue de l'Exemple 5", city="Namur", zip="5000", country_code="BE"
+    ),
+)
+
+
+def sample_invoice(index: int) -> Invoice:
+    """A realistic invoice: 1 to 8 lines, 21 % and 6 %, odd prices."""
+    lines = []
+    for n in range(1, 2 + index % 8):
+        quantity = Decimal(1 + (index + n) % 40)
+        price = Decimal(1295 + 37 * n + index % 100) / 100
+        net = (quantity * price).quantize(Decimal("0.01"))
+        lines.append(
+            InvoiceLine(
+                line_id=str(n),
+                name=f"Item {n}",
+                quantity=quantity,
+                unit_price=price,
+                net_amount=net,
+                tax_percent=Decimal(21 if n % 3 else 6),
+            )
+        )
+    net_total = sum((ln.net_amount for ln in lines), Decimal(0))
+    tax = sum((ln.net_amount * ln.tax_percent / 100 for ln in lines), Decimal(0))
+    tax = tax.quantize(Decimal("0.01"))
+    return Invoice(
+        number=f"FV-2026-{index:05d}",
+        issue_date=date(2026, 1, 1) + timedelta(days=index % 300),
+        due_date=date(2026, 2, 1) + timedelta(days=index % 300),
+        buyer_reference=f"PO-{index}",
+        seller=SELLER,
+        buyer=BUYER,
+        lines=tuple(lines),
+        line_extension_amount=net_total,
+        tax_exclusive_amount=net_total,
+        tax_amount=tax,
+        tax_inclusive_amount=net_total + tax,
+        payable_amount=net_total + tax,
+        payment_iban="BE71096123456769",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=400)
+    parser.add_argument("--warmup", type=int, default=40)
+    parser.add_argument("--rules-dir", type=Path, default=None)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    rules = find_rules_dir(args.rules_dir)
+    started = time.perf_counter()
+    validator = Validator(rules)
+    compile_seconds = time.perf_counter() - started
+
+    invoices = [sample_invoice(i) for i in range(args.count + args.warmup)]
+    for invoice in invoices[: args.warmup]:
+        assert validator.validate(build_document(invoice)).valid
+
+    per_doc = []
+    started = time.perf_counter()
+    for invoice in invoices[args.warmup :]:
+        t0 = time.perf_counter()
+        result = validator.validate(build_document(invoice), source=invoice.number)
+        per_doc.append(time.perf_counter() - t0)
+        if not result.valid:
+            raise SystemExit(f"{invoice.number} invalid: {result.fatal_rules}")
+    elapsed = time.perf_counter() - started
+
+    figures = {
+        "compile_seconds": round(compile_seconds, 3),
+        "invoices": args.count,
+        "seconds": round(elapsed, 3),
+        "invoices_per_second": round(args.count / elapsed, 1),
+        "median_ms": round(statistics.median(per_doc) * 1000, 2),
+        "p95_ms": round(sorted(per_doc)[int(len(per_doc) * 0.95) - 1] * 1000, 2),
+        "cpus": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        print(f"compile (XSD + CEN + PEPPOL) : {figures['compile_seconds']:.3f} s")
+        print(
+            f"end to end (build+XSD+2 XSLT): {figures['invoices_per_second']} "
+            f"invoices/s over {args.count} (median {figures['median_ms']} ms, "
+            f"p95 {figures['p95_ms']} ms)"
+        )
+        print(
+            f"machine                      : {figures['cpus']} CPUs, load "
+            f"{figures['load_average_1m']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
