@@ -281,14 +281,12 @@ def _endpoint(
     if party.registry_scheme == "0088" and party.company_registry:
         pid = validate_peppol_id(party.company_registry, "0088")
         return "0088", pid.partition(":")[2]
-    if legal and legal[0] in {"0208", "0106", "0190", "0192", "0007", "0184"}:
-        return legal
     if country == "FR" and party.company_registry:
         number = _digits(party.company_registry)
         if len(number) == 14:
             return "0009", number  # SIRET addresses an establishment
-        if len(number) == 9:
-            return "0002", number
+    if legal and legal[0] in {"0208", "0106", "0190", "0192", "0007", "0184", "0002"}:
+        return legal
     if vat and country in VAT_SCHEME_BY_COUNTRY:
         return VAT_SCHEME_BY_COUNTRY[country], vat
     raise InvoiceDataError(

@@ -211,7 +211,13 @@ class PeppolConnector:
         )
 
     def pull_einvoices(self, cursor: str | None) -> Iterator[Page[Invoice]]:
-        """Unread inbox documents, a page at a time; the cursor is the last id."""
+        """Unread inbox documents, a page at a time.
+
+        The inbox holds only documents not yet acknowledged, so ``cursor`` is not
+        needed to resume; each page's cursor is the id of its last document. A
+        rejected document stays unread until the engine acknowledges it (after
+        recording the issue), so nothing is lost if the run stops in between.
+        """
         items = self.access_point.inbox()
         for start in range(0, len(items), self.page_size):
             batch = items[start : start + self.page_size]

@@ -225,14 +225,9 @@ class Discovery:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.zone = zone
-        if resolver is None:
-            dns_resolver = dns.resolver.Resolver(configure=nameserver is None)
-            if nameserver is not None:
-                dns_resolver.nameservers = [nameserver]
-                dns_resolver.port = nameserver_port
-            dns_resolver.lifetime = timeout
-            resolver = dns_resolver
         self._resolver = resolver
+        self._nameserver = nameserver
+        self._nameserver_port = nameserver_port
         self._smp_url = smp_url.rstrip("/") if smp_url else None
         self._own_session = session is None
         self._session = session or requests.Session()
@@ -245,13 +240,24 @@ class Discovery:
 
     # ------------------------------------------------------------------ SML
 
+    def _naptr_resolver(self) -> NaptrResolver:
+        """The injected resolver, or a dnspython one made on first use."""
+        if self._resolver is None:
+            made = dns.resolver.Resolver(configure=self._nameserver is None)
+            if self._nameserver is not None:
+                made.nameservers = [self._nameserver]
+                made.port = self._nameserver_port
+            made.lifetime = self._timeout
+            self._resolver = made
+        return self._resolver
+
     def smp_url(self, participant_id: str) -> str | None:
         """The SMP base URL of a participant, or ``None`` when not registered."""
         if self._smp_url:
             return self._smp_url
         name = sml_hostname(participant_id, self.zone)
         try:
-            answer = self._resolver.resolve(name, "NAPTR")
+            answer = self._naptr_resolver().resolve(name, "NAPTR")
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return None
         except dns.exception.DNSException as err:

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, NoReturn, Protocol, runtime_checkable
 
 import requests
 
@@ -190,7 +190,6 @@ class RestAccessPoint:
         if response.status_code < 400:
             return response.json() if response.content else None
         _raise_for(response, method, path, record)
-        return None  # pragma: no cover - _raise_for always raises
 
     def ping(self) -> str:
         body = self._call("GET", self.paths["me"])
@@ -286,7 +285,7 @@ def _submission(body: Mapping[str, Any]) -> Submission:
 
 def _raise_for(
     response: requests.Response, method: str, path: str, record: str | None
-) -> None:
+) -> NoReturn:
     status = response.status_code
     try:
         body = response.json()
