@@ -43,6 +43,7 @@ from sync_daemon.kernel.models import (
     Invoice,
     InvoiceLine,
     Party,
+    TaxSubtotal,
 )
 
 from .errors import InvoiceDataError
@@ -388,6 +389,7 @@ def tax_breakdown(invoice: Invoice) -> list[TaxGroup]:
     """
     taxable: dict[tuple[str, Decimal], Decimal] = {}
     reasons: dict[tuple[str, Decimal], tuple[str | None, str | None]] = {}
+    key: tuple[str, Decimal]
     for line in invoice.lines:
         key = (line.tax_category, _percent(line.tax_category, line.tax_percent))
         taxable[key] = taxable.get(key, Decimal(0)) + _round(line.net_amount)
@@ -397,7 +399,7 @@ def tax_breakdown(invoice: Invoice) -> list[TaxGroup]:
         key = (item.tax_category, _percent(item.tax_category, item.tax_percent))
         sign = 1 if item.is_charge else -1
         taxable[key] = taxable.get(key, Decimal(0)) + sign * _round(item.amount)
-    ledger = {
+    ledger: dict[tuple[str, Decimal], TaxSubtotal] = {
         (sub.category, _percent(sub.category, sub.percent)): sub
         for sub in invoice.tax_subtotals
     }
@@ -826,7 +828,8 @@ def _render_one(parent: etree._Element, key: str, item: Any) -> None:
 def render(root_name: str, vals: Mapping[str, Any]) -> etree._Element:
     """Render builder output into a UBL document with the conventional prefixes."""
     root_ns = CREDIT_NOTE_NS if root_name == "CreditNote" else INVOICE_NS
-    root = etree.Element(f"{{{root_ns}}}{root_name}", nsmap={None: root_ns, **NS})
+    nsmap: dict[str | None, str] = {None: root_ns, "cac": NS["cac"], "cbc": NS["cbc"]}
+    root = etree.Element(f"{{{root_ns}}}{root_name}", nsmap=nsmap)
     _render_into(root, vals)
     return root
 
@@ -838,6 +841,7 @@ def build_document(invoice: Invoice) -> bytes:
         the message names the invoice (or party) and the field.
     """
     root_name, vals = document_vals(invoice)
-    return etree.tostring(
+    document: bytes = etree.tostring(
         render(root_name, vals), xml_declaration=True, encoding="UTF-8"
     )
+    return document

@@ -384,7 +384,7 @@ class Discovery:
             return ParticipantStatus(
                 "cannot", self._clock(), reason="no identifier to look up"
             )
-        results = []
+        results: list[ParticipantStatus] = []
         for pid in ids:
             status = self.lookup(pid)
             if status.can_receive:

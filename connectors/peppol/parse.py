@@ -18,7 +18,7 @@ import base64
 import binascii
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast, get_args
 
 from lxml import etree
 from pydantic import ValidationError
@@ -29,6 +29,7 @@ from sync_daemon.kernel.models import (
     Invoice,
     InvoiceLine,
     Party,
+    TaxCategory,
     TaxSubtotal,
 )
 
@@ -39,6 +40,7 @@ from .safexml import DEFAULT_MAX_BYTES, parse_xml
 __all__ = ["parse_document", "parse_tree"]
 
 _Q6 = Decimal("0.000001")
+_CATEGORIES = frozenset(get_args(TaxCategory))
 _ROOTS = {
     f"{{{INVOICE_NS}}}Invoice": "invoice",
     f"{{{CREDIT_NOTE_NS}}}CreditNote": "credit_note",
@@ -78,6 +80,21 @@ class _Reader:
             raise DocumentError(
                 f"{path} is not a number: {value!r}", record=self.source, field=path
             ) from err
+
+    def decimal_or_zero(self, path: str) -> Decimal:
+        value = self.decimal(path)
+        return Decimal(0) if value is None else value
+
+    def category(self, path: str) -> TaxCategory:
+        """A UNCL5305 VAT category code; S when absent."""
+        value = (self.text(path) or "S").upper()
+        if value not in _CATEGORIES:
+            raise DocumentError(
+                f"{path} is not a known VAT category: {value!r}",
+                record=self.source,
+                field=path,
+            )
+        return cast(TaxCategory, value)
 
     def required_decimal(self, path: str) -> Decimal:
         value = self.decimal(path)
@@ -151,8 +168,8 @@ def _allowance(node: _Reader, *, sign: int) -> AllowanceCharge:
         percent=node.decimal("cbc:MultiplierFactorNumeric"),
         reason=node.text("cbc:AllowanceChargeReason"),
         reason_code=node.text("cbc:AllowanceChargeReasonCode"),
-        tax_category=node.text("cac:TaxCategory/cbc:ID") or "S",
-        tax_percent=node.decimal("cac:TaxCategory/cbc:Percent", default=Decimal(0)),
+        tax_category=node.category("cac:TaxCategory/cbc:ID"),
+        tax_percent=node.decimal_or_zero("cac:TaxCategory/cbc:Percent"),
     )
 
 
@@ -173,9 +190,9 @@ def _line(node: _Reader, *, credit: bool, sign: int) -> InvoiceLine:
         unit_price=node.required_decimal("cac:Price/cbc:PriceAmount"),
         price_base_quantity=node.decimal("cac:Price/cbc:BaseQuantity"),
         net_amount=sign * node.required_decimal("cbc:LineExtensionAmount"),
-        tax_category=node.text("cac:Item/cac:ClassifiedTaxCategory/cbc:ID") or "S",
-        tax_percent=node.decimal(
-            "cac:Item/cac:ClassifiedTaxCategory/cbc:Percent", default=Decimal(0)
+        tax_category=node.category("cac:Item/cac:ClassifiedTaxCategory/cbc:ID"),
+        tax_percent=node.decimal_or_zero(
+            "cac:Item/cac:ClassifiedTaxCategory/cbc:Percent"
         ),
         seller_item_id=node.text("cac:Item/cac:SellersItemIdentification/cbc:ID"),
         account_code=node.text("cbc:AccountingCost"),
@@ -192,7 +209,8 @@ def _tax_total(doc: _Reader, currency: str) -> _Reader | None:
         if total.attr("cbc:TaxAmount", "currencyID") == currency:
             return total
     with_subtotals = [t for t in totals if t.at("cac:TaxSubtotal") is not None]
-    return (with_subtotals or totals or [None])[0]
+    chosen = with_subtotals or totals
+    return chosen[0] if chosen else None
 
 
 def _attachments(doc: _Reader) -> tuple[tuple[str, str, bytes], ...]:
@@ -253,8 +271,8 @@ def parse_tree(tree: etree._ElementTree, *, source: str = "document") -> Invoice
     for sub in total.all("cac:TaxSubtotal") if total else []:
         subtotals.append(
             TaxSubtotal(
-                category=sub.text("cac:TaxCategory/cbc:ID") or "S",
-                percent=sub.decimal("cac:TaxCategory/cbc:Percent", default=Decimal(0)),
+                category=sub.category("cac:TaxCategory/cbc:ID"),
+                percent=sub.decimal_or_zero("cac:TaxCategory/cbc:Percent"),
                 taxable_amount=sign * sub.required_decimal("cbc:TaxableAmount"),
                 tax_amount=sign * sub.required_decimal("cbc:TaxAmount"),
                 exemption_reason=sub.text("cac:TaxCategory/cbc:TaxExemptionReason"),

@@ -343,7 +343,7 @@ class PeppolSandbox:
                 "message": f"recipient {recipient} is not a Peppol participant",
                 "errors": [{"rule": "RECIPIENT-UNKNOWN", "flag": "fatal"}],
             }
-        record = {
+        record: dict[str, Any] = {
             "id": uuid.uuid4().hex,
             "number": number,
             "recipient": recipient,

@@ -295,7 +295,7 @@ def _raise_for(
         body = {}
     message = str(body.get("message") or body.get("error") or response.reason or "")
     text = f"{method} {path}: HTTP {status} {message}".strip()
-    details = {"status": status}
+    details: dict[str, Any] = {"status": status}
     if status in (401, 403):
         raise AccessPointAuthError(text, record=record, details=details)
     if status == 404:
