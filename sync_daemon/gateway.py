@@ -522,6 +522,7 @@ class OdooGateway:
         values_list: Sequence[Mapping[str, Any]],
         *,
         find_existing: Callable[[list[dict[str, Any]]], list[int | None]] | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> list[int]:
         """Create records in one call and return their ids, in order.
 
@@ -540,7 +541,10 @@ class OdooGateway:
             attempts += 1
             try:
                 created = self._execute_relogin(
-                    model, "create", [[cleaned[i] for i in todo]], {}
+                    model,
+                    "create",
+                    [[cleaned[i] for i in todo]],
+                    {"context": dict(context)} if context else {},
                 )
             except RetryableError as err:
                 if find_existing is None or attempts >= self.retry.attempts:

@@ -306,6 +306,41 @@ class StateStore:
                 (external_id, external_code, _now(), key),
             )
 
+    def intents_pending(self, backend_id: int, external_ids: list[str]) -> None:
+        """Journal Odoo partner creates before they are sent (one transaction)."""
+        now = _now()
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO outbox (key, backend_id, kind, local_ref, state, "
+                "attempts, created_at, updated_at) "
+                "VALUES (?, ?, 'odoo_partner', ?, 'pending', 1, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET state='pending', "
+                "attempts=attempts+1, updated_at=excluded.updated_at",
+                [
+                    (
+                        idempotency_key(backend_id, "odoo_partner", e),
+                        backend_id,
+                        e,
+                        now,
+                        now,
+                    )
+                    for e in external_ids
+                ],
+            )
+
+    def intents_done(self, backend_id: int, done: list[tuple[str, int]]) -> None:
+        """Mark journalled partner creates as linked (external id, partner id)."""
+        now = _now()
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE outbox SET state='done', external_id=?, updated_at=? "
+                "WHERE key=?",
+                [
+                    (str(res_id), now, idempotency_key(backend_id, "odoo_partner", e))
+                    for e, res_id in done
+                ],
+            )
+
     def outbox_get(self, key: str) -> OutboxEntry | None:
         rows = self._query(
             "SELECT key, backend_id, kind, local_ref, state, external_id, "

@@ -1,0 +1,1353 @@
+"""The sync engine: one run of one backend.
+
+A run, in order (each step is safe to repeat after a crash at any point):
+
+1. **start**: fields are learnt again (``fields_get`` once per model), every call
+   gets the backend's company first in ``allowed_company_ids`` plus its lang/tz;
+   the run is announced to Odoo (``crm.sync.run``); links are loaded.
+2. **admin actions** taken in the workbench on ``crm.sync.issue`` (link to a
+   chosen partner, create, retry, ignore) are carried out and the issues resolved.
+3. **deletions** in the remote clear the link (with a note on the partner); a
+   partner is never deleted or archived for it.
+4. **pull customers** since the cursor, page by page: match (links first, then
+   identifiers, then proposals), then apply under the field-ownership policy:
+   finance-owned groups flow from the ledger, sales-owned ones from Odoo, and a
+   group changed on *both* sides since the last sync becomes a ``conflict`` issue
+   instead of an overwrite. Review and proposal decisions become ``duplicate``
+   issues with suggestions; nothing is created for them. A record that fails goes
+   to the dead letters (local store + ``invalid_data`` issue) and the run goes on.
+   Links are committed in Odoo, *then* the page's snapshots and cursor are
+   stored locally, in one SQLite transaction.
+5. **push** Odoo-side changes: new customers and sales-owned changes, then posted
+   invoices and credit notes. Every outbound create has an idempotency key in the
+   local outbox and is preceded by a remote lookup; after a lost answer the lookup
+   runs again before any re-send (field case C032).
+6. **payments** and incoming **e-invoices** (draft vendor bills), when the
+   connector offers them.
+7. **finish**: counts and a short log go to ``crm.sync.run``.
+
+Partners created in Odoo are journalled in the outbox first, so a run that died
+between Odoo's create and the link finds its own partner again (by name, creator
+and creation time) instead of creating a second one. A partner marked erased by a
+GDPR add-on (a boolean such as ``crm_erased`` on ``res.partner``) is never
+updated, pushed or re-created: its external ids get a local tombstone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import invoices as odoo_invoices
+from .gateway import OdooGateway
+from .kernel.errors import (
+    AuthError,
+    DataError,
+    NeedsReauthorisation,
+    PermanentError,
+    RetryableError,
+    SyncError,
+)
+from .kernel.models import Customer, RemoteRef
+from .kernel.protocol import (
+    Connector,
+    CustomerSink,
+    CustomerSource,
+    DeletionSource,
+    EInvoiceSource,
+    InvoiceSink,
+    PaymentSource,
+)
+from .matching import MatchIndex, customer_keys, partner_keys
+from .partners import (
+    ERASURE_FIELDS,
+    FIELD_GROUPS,
+    PARTNER_READ_FIELDS,
+    OdooLookups,
+    customer_from_partner,
+    customer_groups,
+    group_hash,
+    group_values,
+    partner_groups,
+)
+from .retry import RetryPolicy
+from .state import StateStore
+
+__all__ = ["BackendConfig", "BackendRun", "RunCounts", "RunResult", "RunStopped"]
+
+_logger = logging.getLogger(__name__)
+
+PARTNER = "res.partner"
+MOVE = "account.move"
+
+
+def odoo_datetime(moment: datetime) -> str:
+    """UTC ``YYYY-MM-DD HH:MM:SS``, the add-on's API format."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """One ``crm.sync.backend`` as ``daemon_get_config`` returns it."""
+
+    id: int
+    name: str
+    kind: str
+    company_id: int
+    company_name: str = ""
+    tz: str = "UTC"
+    lang: str = "en_US"
+    schedule_type: str = "interval"
+    interval_minutes: int = 60
+    daily_time: float = 2.0
+    next_run: str | None = None
+    run_requested: bool = False
+    ownership: Mapping[str, str] = field(default_factory=dict)
+    last_success: str | None = None
+
+    @classmethod
+    def from_odoo(cls, row: Mapping[str, Any]) -> BackendConfig:
+        try:
+            company = row["company_id"]
+            return cls(
+                id=int(row["id"]),
+                name=str(row.get("name") or f"backend {row['id']}"),
+                kind=str(row["kind"]),
+                company_id=int(company[0] if isinstance(company, list) else company),
+                company_name=str(row.get("company_name") or ""),
+                tz=str(row.get("tz") or "UTC"),
+                lang=str(row.get("lang") or "en_US"),
+                schedule_type=str(row.get("schedule_type") or "interval"),
+                interval_minutes=int(row.get("interval_minutes") or 60),
+                daily_time=float(row.get("daily_time") or 0.0),
+                next_run=row.get("next_run") or None,
+                run_requested=bool(row.get("run_requested")),
+                ownership=dict(row.get("ownership") or {}),
+                last_success=row.get("last_success") or None,
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(
+                f"backend configuration from Odoo is incomplete: {err}",
+                record=f"crm.sync.backend {row.get('id')}",
+            ) from err
+
+    def owner(self, group: str) -> str:
+        return self.ownership.get(group, "finance")
+
+
+@dataclass
+class RunCounts:
+    pulled: int = 0
+    created: int = 0
+    updated: int = 0
+    linked: int = 0
+    unchanged: int = 0
+    conflicts: int = 0
+    errors: int = 0
+
+
+@dataclass
+class RunResult:
+    backend_id: int
+    outcome: str
+    counts: RunCounts
+    log: list[str]
+    run_id: int | None = None
+
+
+class RunStopped(Exception):
+    """The daemon was asked to stop; the current page was finished first."""
+
+
+@dataclass
+class _Link:
+    id: int
+    res_id: int
+    external_id: str
+    sync_hash: str | None
+    state: str
+
+
+@dataclass
+class _Page:
+    """What one page of customers turns into before it is committed."""
+
+    links: list[dict[str, Any]] = field(default_factory=list)
+    issues: list[dict[str, Any]] = field(default_factory=list)
+    snapshots: dict[str, tuple[int | None, dict[str, Any]]] = field(
+        default_factory=dict
+    )
+    intents: list[str] = field(default_factory=list)
+
+
+class BackendRun:
+    """One run of one backend (see the module docstring for the steps).
+
+    :param gateway: a connected Odoo gateway.
+    :param state: the local state store.
+    :param backend: the backend's configuration read from Odoo.
+    :param connector: the backend's connector (capabilities detected at run time).
+    :param stop: returns True when the daemon must stop after the current page.
+    :param progress: called with (stream, records done so far) after each page.
+    :param clock: the current UTC time (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        *,
+        gateway: OdooGateway,
+        state: StateStore,
+        backend: BackendConfig,
+        connector: Connector,
+        page_size: int = 500,
+        link_on_name_and_postcode: bool = True,
+        retry: RetryPolicy | None = None,
+        stop: Callable[[], bool] = lambda: False,
+        progress: Callable[[str, int], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.gateway = gateway
+        self.state = state
+        self.backend = backend
+        self.connector = connector
+        self.page_size = page_size
+        self.link_on_name_and_postcode = link_on_name_and_postcode
+        self.retry = retry or RetryPolicy()
+        self.stop = stop
+        self.progress = progress or (lambda stream, done: None)
+        self.clock = clock
+        self.counts = RunCounts()
+        self.log: list[str] = []
+        self.lookups = OdooLookups(gateway)
+        self.links: dict[str, _Link] = {}
+        self.partner_links: dict[int, str] = {}
+        self.move_links: dict[int, str] = {}
+        self.erased: set[int] = set()
+        self.erased_field: str | None = None
+        self._index: MatchIndex | None = None
+        self._touched: set[int] = set()
+        self._new_strong: dict[tuple[str, str], str] = {}
+
+    # -- helpers -----------------------------------------------------------------------
+
+    @property
+    def bid(self) -> int:
+        return self.backend.id
+
+    def _note(self, message: str, *args: Any) -> None:
+        text = message % args if args else message
+        self.log.append(text)
+        _logger.info("backend %s: %s", self.bid, text)
+
+    def _issue(
+        self,
+        kind: str,
+        message: str,
+        *,
+        external_id: str | None = None,
+        res_model: str | None = None,
+        res_id: int | None = None,
+        field_name: str | None = None,
+        payload: Any = None,
+        suggestions: Sequence[Mapping[str, Any]] = (),
+    ) -> dict[str, Any]:
+        return {
+            "backend_id": self.bid,
+            "kind": kind,
+            "res_model": res_model or False,
+            "res_id": res_id or False,
+            "external_id": external_id or False,
+            "field": field_name or False,
+            "message": message,
+            "payload": payload
+            if isinstance(payload, str) or payload is None
+            else json.dumps(payload, default=str),
+            "suggestions": list(suggestions),
+        }
+
+    def _dead_letter(
+        self,
+        stream: str,
+        external_id: str,
+        err: Exception,
+        *,
+        payload: str | None = None,
+        res_model: str | None = None,
+        res_id: int | None = None,
+    ) -> dict[str, Any]:
+        """File a failed record locally and return its ``invalid_data`` issue."""
+        self.counts.errors += 1
+        record = getattr(err, "record", None) or f"{stream} {external_id}"
+        field_name = getattr(err, "field", None)
+        message = getattr(err, "message", None) or str(err)
+        self.state.add_dead_letter(
+            self.bid,
+            stream,
+            external_id,
+            message,
+            record=record,
+            field=field_name,
+            payload=payload,
+            retryable=isinstance(err, RetryableError),
+        )
+        _logger.warning(
+            "backend %s: %s failed (%s%s): %s",
+            self.bid,
+            record,
+            type(err).__name__,
+            f", field {field_name}" if field_name else "",
+            message,
+        )
+        kind = "remote_error" if isinstance(err, RetryableError) else "invalid_data"
+        return self._issue(
+            kind,
+            f"{record}{' / ' + field_name if field_name else ''}: {message}",
+            external_id=external_id,
+            res_model=res_model,
+            res_id=res_id,
+            field_name=field_name,
+            payload=payload,
+        )
+
+    def _raise_issues(self, issues: list[dict[str, Any]]) -> None:
+        if issues:
+            self.gateway.call("crm.sync.issue", "daemon_raise_issues", issues)
+
+    def _upsert_links(self, links: list[dict[str, Any]]) -> None:
+        if not links:
+            return
+        ids = self.gateway.call("crm.sync.link", "daemon_upsert_links", links)
+        for vals, link_id in zip(links, ids, strict=False):
+            if vals["res_model"] == PARTNER:
+                self.links[vals["external_id"]] = _Link(
+                    int(link_id),
+                    int(vals["res_id"]),
+                    vals["external_id"],
+                    vals.get("sync_hash"),
+                    vals.get("state", "linked"),
+                )
+                self.partner_links[int(vals["res_id"])] = vals["external_id"]
+            elif vals["res_model"] == MOVE:
+                self.move_links[int(vals["res_id"])] = vals["external_id"]
+
+    def _link_vals(
+        self,
+        res_model: str,
+        res_id: int,
+        ref: RemoteRef | str,
+        sync_hash: str | None = None,
+    ) -> dict[str, Any]:
+        external_id = ref if isinstance(ref, str) else ref.external_id
+        code = None if isinstance(ref, str) else ref.external_code
+        return {
+            "backend_id": self.bid,
+            "res_model": res_model,
+            "res_id": res_id,
+            "external_id": external_id,
+            "external_code": code or False,
+            "sync_hash": sync_hash or False,
+            "synced_at": odoo_datetime(self.clock()),
+            "state": "linked",
+        }
+
+    # -- the run -----------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        """Do the whole run; never raises for a record, only reports."""
+        started = self.clock()
+        self.gateway.new_run()
+        self.gateway.use_company(
+            self.backend.company_id, lang=self.backend.lang, tz=self.backend.tz
+        )
+        self.state.run_started(self.bid, started)
+        outcome = "success"
+        run_id: int | None = None
+        try:
+            [run_id] = self.gateway.call(
+                "crm.sync.run",
+                "daemon_start_runs",
+                [{"backend_id": self.bid, "started_at": odoo_datetime(started)}],
+            )
+            self._load_links()
+            self._detect_erasure()
+            self._admin_actions()
+            if isinstance(self.connector, DeletionSource):
+                self._pull_deletions()
+            if isinstance(self.connector, CustomerSource):
+                self._pull_customers()
+            if isinstance(self.connector, CustomerSink):
+                self._push_customers()
+            accounting = self._has_model(MOVE)
+            if isinstance(self.connector, InvoiceSink) and accounting:
+                self._push_invoices()
+            if isinstance(self.connector, PaymentSource) and accounting:
+                self._pull_payments()
+            if isinstance(self.connector, EInvoiceSource) and accounting:
+                self._pull_einvoices()
+            if self.counts.errors:
+                outcome = "partial"
+        except RunStopped:
+            outcome = "partial"
+            self._note("stopped on request after finishing the current page")
+        except (NeedsReauthorisation, AuthError) as err:
+            outcome = "failed"
+            self._note("credentials refused: %s", err)
+            self._report_auth(err)
+        except SyncError as err:
+            outcome = "failed"
+            self._note("run failed: %s", err)
+            _logger.error("backend %s: run failed", self.bid, exc_info=True)
+        finally:
+            ended = self.clock()
+            self.state.run_finished(self.bid, ended, outcome)
+            if run_id is not None:
+                try:
+                    self.gateway.call(
+                        "crm.sync.run",
+                        "daemon_finish_runs",
+                        [
+                            {
+                                "run_id": run_id,
+                                "ended_at": odoo_datetime(ended),
+                                "outcome": outcome,
+                                "counts": asdict(self.counts),
+                                "log": "\n".join(self.log)[-20000:],
+                            }
+                        ],
+                    )
+                except SyncError:
+                    _logger.warning("backend %s: could not report the run", self.bid)
+        self._note(
+            "run %s in %.1f s: %s",
+            outcome,
+            (self.clock() - started).total_seconds(),
+            ", ".join(f"{k} {v}" for k, v in asdict(self.counts).items()),
+        )
+        return RunResult(self.bid, outcome, self.counts, self.log, run_id)
+
+    def _has_model(self, model: str) -> bool:
+        """Whether the server has ``model`` (the Invoicing app may be absent)."""
+        try:
+            self.gateway.fields(model)
+        except PermanentError:
+            self._note("%s is not installed: its streams are skipped", model)
+            return False
+        return True
+
+    def _report_auth(self, err: SyncError) -> None:
+        state = "needs_reauth" if isinstance(err, NeedsReauthorisation) else "invalid"
+        try:
+            self.gateway.call(
+                "crm.sync.backend",
+                "daemon_report_health",
+                [
+                    {
+                        "backend_id": self.bid,
+                        "credentials_state": state,
+                        "message": str(err)[:250],
+                    }
+                ],
+            )
+            if state == "needs_reauth":
+                self._raise_issues(
+                    [
+                        self._issue(
+                            "needs_reauth",
+                            f"{self.backend.name}: a person must authorise the "
+                            f"connection again (crm-sync auth {self.bid})",
+                        )
+                    ]
+                )
+        except SyncError:
+            _logger.warning(
+                "backend %s: could not report the credentials state", self.bid
+            )
+
+    # -- step 1: links and erasure -----------------------------------------------------
+
+    def _read_links(self, res_model: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            page = self.gateway.call(
+                "crm.sync.link",
+                "daemon_read_links",
+                self.bid,
+                res_model,
+                after_id=after,
+                limit=self.page_size,
+            )
+            rows.extend(page)
+            if len(page) < self.page_size:
+                return rows
+            after = page[-1]["id"]
+
+    def _load_links(self) -> None:
+        for row in self._read_links(PARTNER):
+            if row.get("state") == "unlinked":
+                continue
+            link = _Link(
+                int(row["id"]),
+                int(row["res_id"]),
+                str(row["external_id"]),
+                row.get("sync_hash") or None,
+                row.get("state") or "linked",
+            )
+            self.links[link.external_id] = link
+            self.partner_links[link.res_id] = link.external_id
+        if isinstance(self.connector, InvoiceSink) and self._has_model(MOVE):
+            for row in self._read_links(MOVE):
+                if row.get("state") != "unlinked":
+                    self.move_links[int(row["res_id"])] = str(row["external_id"])
+
+    def _detect_erasure(self) -> None:
+        fields = self.gateway.fields(PARTNER)
+        self.erased_field = next((f for f in ERASURE_FIELDS if f in fields), None)
+        if self.erased_field:
+            self.erased.update(
+                self.gateway.call(
+                    PARTNER,
+                    "search",
+                    [(self.erased_field, "=", True)],
+                    context={"active_test": False},
+                )
+            )
+        try:
+            erasure_fields = self.gateway.fields("crm.erasure")
+        except SyncError:
+            erasure_fields = {}
+        if "partner_id" in erasure_fields:
+            for row in self.gateway.search_read_all("crm.erasure", [], ["partner_id"]):
+                if row.get("partner_id"):
+                    self.erased.add(int(row["partner_id"][0]))
+        for external_id, link in self.links.items():
+            if link.res_id in self.erased:
+                self.state.add_tombstone(
+                    self.bid, external_id, "partner erased in Odoo"
+                )
+
+    # -- step 2: admin actions ---------------------------------------------------------
+
+    def _admin_actions(self) -> None:
+        actions = self.gateway.call("crm.sync.issue", "daemon_fetch_actions", self.bid)
+        if not actions:
+            return
+        resolved: list[dict[str, Any]] = []
+        forced: dict[str, tuple[str, int | None]] = {}
+        records: list[Customer] = []
+        issue_of: dict[str, int] = {}
+        for action in actions:
+            issue_id = int(action["issue_id"])
+            external_id = action.get("external_id") or ""
+            kind = action.get("action")
+            if kind == "ignore":
+                if external_id:
+                    self.state.add_tombstone(
+                        self.bid, external_id, "ignored by an admin"
+                    )
+                    self.state.resolve_dead_letter(self.bid, external_id)
+                resolved.append(
+                    {"issue_id": issue_id, "state": "done", "note": "ignored"}
+                )
+                continue
+            customer = self._payload_customer(action.get("payload"))
+            if customer is None:
+                resolved.append(
+                    {
+                        "issue_id": issue_id,
+                        "state": "open",
+                        "note": "no record data on the issue: the action waits for "
+                        "the record's next change in the remote",
+                    }
+                )
+                continue
+            if kind == "link" and action.get("partner_id"):
+                forced[customer.external_id] = ("link", int(action["partner_id"]))
+            elif kind == "create":
+                forced[customer.external_id] = ("create", None)
+            else:
+                forced[customer.external_id] = ("retry", None)
+            records.append(customer)
+            issue_of[customer.external_id] = issue_id
+        if records:
+            page = self._process_customers(records, [], forced=forced)
+            self.state.commit_page(self.bid, "customers", None, page.snapshots)
+            failed = {i["external_id"] for i in page.issues}
+            for external_id, issue_id in issue_of.items():
+                if external_id in failed:
+                    resolved.append(
+                        {
+                            "issue_id": issue_id,
+                            "state": "open",
+                            "note": "the action failed again",
+                        }
+                    )
+                else:
+                    self.state.resolve_dead_letter(self.bid, external_id)
+                    resolved.append(
+                        {"issue_id": issue_id, "state": "done", "note": "done"}
+                    )
+        self.gateway.call("crm.sync.issue", "daemon_resolve_issues", resolved)
+        self._note("%d admin action(s) carried out", len(actions))
+
+    @staticmethod
+    def _payload_customer(payload: Any) -> Customer | None:
+        if not payload:
+            return None
+        try:
+            return Customer.model_validate_json(payload)
+        except ValidationError:
+            return None
+
+    # -- step 3: deletions -------------------------------------------------------------
+
+    def _pull_deletions(self) -> None:
+        assert isinstance(self.connector, DeletionSource)
+        cursor = self.state.get_cursor(self.bid, "deletions")
+        today = self.clock().date().isoformat()
+        for page in self.connector.pull_deletions(cursor):
+            unlink = []
+            for deletion in page.records:
+                if deletion.external_id in self.links:
+                    when = (
+                        deletion.deleted_at.date().isoformat()
+                        if deletion.deleted_at
+                        else today
+                    )
+                    unlink.append(
+                        {
+                            "backend_id": self.bid,
+                            "res_model": PARTNER,
+                            "external_id": deletion.external_id,
+                            "note": f"deleted in {self.backend.name} on {when}",
+                        }
+                    )
+            if unlink:
+                self.gateway.call("crm.sync.link", "daemon_unlink_links", unlink)
+                for vals in unlink:
+                    link = self.links.pop(vals["external_id"])
+                    self.partner_links.pop(link.res_id, None)
+                self._note(
+                    "%d link(s) cleared after deletions in the remote", len(unlink)
+                )
+            self.state.commit_page(self.bid, "deletions", page.cursor)
+            if self.stop():
+                raise RunStopped
+
+    # -- step 4: pull customers --------------------------------------------------------
+
+    def _pull_customers(self) -> None:
+        assert isinstance(self.connector, CustomerSource)
+        cursor = self.state.get_cursor(self.bid, "customers")
+        done = 0
+        for page in self.connector.pull_customers(cursor):
+            result = self._process_customers(page.records, page.rejected)
+            self.state.commit_page(self.bid, "customers", page.cursor, result.snapshots)
+            done += len(page.records) + len(page.rejected)
+            self.progress("customers", done)
+            if self.stop():
+                raise RunStopped
+
+    def _match_index(self) -> MatchIndex:
+        if self._index is None:
+            fields = [
+                "name",
+                "is_company",
+                "parent_id",
+                "commercial_partner_id",
+                "vat",
+                "company_registry",
+                "peppol_eas",
+                "peppol_endpoint",
+                "email",
+                "zip",
+                "country_id",
+                "active",
+            ]
+            if self.erased_field:
+                fields.append(self.erased_field)
+            index = MatchIndex(link_on_name_and_postcode=self.link_on_name_and_postcode)
+            for page in self.gateway.search_read_pages(
+                PARTNER,
+                [],
+                fields,
+                page_size=self.page_size,
+                context={"active_test": False},
+            ):
+                for row in page:
+                    erased = self.erased_field and row.get(self.erased_field)
+                    if erased or row["id"] in self.erased:
+                        row = dict(row, erased=True)
+                    cc = self.lookups.country_code(_m2o(row.get("country_id")))
+                    index.add(partner_keys(row, cc))
+            self._index = index
+        return self._index
+
+    def _read_partners(
+        self, ids: Iterable[int]
+    ) -> tuple[dict[int, dict[str, Any]], dict[int, list[dict[str, Any]]]]:
+        ids = sorted(set(ids))
+        if not ids:
+            return {}, {}
+        fields = list(PARTNER_READ_FIELDS)
+        if self.erased_field:
+            fields.append(self.erased_field)
+        rows = {row["id"]: row for row in self.gateway.read(PARTNER, ids, fields)}
+        children: dict[int, list[dict[str, Any]]] = {}
+        if self.backend.owner("contacts") == "finance":
+            for page in self.gateway.search_read_pages(
+                PARTNER,
+                [("parent_id", "in", ids), ("type", "=", "contact")],
+                ["parent_id", "name", "email", "phone"],
+                page_size=self.page_size,
+            ):
+                for child in page:
+                    children.setdefault(int(_m2o(child["parent_id"]) or 0), []).append(
+                        child
+                    )
+        return rows, children
+
+    def _process_customers(
+        self,
+        records: Sequence[Customer],
+        rejected: Sequence[tuple[str, Exception]],
+        *,
+        forced: Mapping[str, tuple[str, int | None]] | None = None,
+    ) -> _Page:
+        forced = forced or {}
+        page = _Page()
+        self.counts.pulled += len(records) + len(rejected)
+        for external_id, err in rejected:
+            page.issues.append(self._dead_letter("customers", external_id, err))
+        tombstones = self.state.tombstones(self.bid)
+        updates: list[tuple[Customer, int, bool]] = []
+        creates: list[Customer] = []
+        for customer in records:
+            external_id = customer.external_id
+            link = self.links.get(external_id)
+            if external_id in tombstones or (link and link.res_id in self.erased):
+                self.counts.unchanged += 1
+                continue
+            action, chosen = forced.get(external_id, ("", None))
+            if link is not None:
+                updates.append((customer, link.res_id, False))
+                continue
+            if action == "link" and chosen:
+                updates.append((customer, chosen, True))
+                continue
+            if action == "create":
+                creates.append(customer)
+                continue
+            keys = customer_keys(customer)
+            decision = self._match_index().match(keys)
+            if decision.outcome == "new":
+                twin = next(
+                    (
+                        (kind, self._new_strong[(kind, value)])
+                        for kind, value in keys.strong().items()
+                        if (kind, value) in self._new_strong
+                    ),
+                    None,
+                )
+                if twin is not None:
+                    page.issues.append(
+                        self._issue(
+                            "duplicate",
+                            f"{self.backend.name} record {external_id} has the same "
+                            f"{twin[0]} as record {twin[1]}, created in Odoo in this "
+                            "run: the remote holds a duplicate",
+                            external_id=external_id,
+                            payload=customer.model_dump_json(),
+                        )
+                    )
+                    continue
+                creates.append(customer)
+                for kind, value in keys.strong().items():
+                    self._new_strong.setdefault((kind, value), external_id)
+            elif decision.outcome in ("link", "same") and decision.partner_id:
+                updates.append((customer, decision.partner_id, True))
+            else:
+                page.issues.append(
+                    self._issue(
+                        "duplicate",
+                        f"{self.backend.name} record {customer.name!s} "
+                        f"({external_id}): "
+                        f"{decision.explanation}",
+                        external_id=external_id,
+                        payload=customer.model_dump_json(),
+                        suggestions=[
+                            {
+                                "partner_id": s.partner_id,
+                                "score": s.score,
+                                "reason": s.reason,
+                            }
+                            for s in decision.suggestions
+                        ],
+                    )
+                )
+        if updates:
+            self._apply_updates(updates, page)
+        if creates:
+            self._create_partners(creates, page)
+        self._upsert_links(page.links)
+        self.state.intents_done(
+            self.bid,
+            [(e, self.links[e].res_id) for e in page.intents if e in self.links],
+        )
+        self._raise_issues(page.issues)
+        return page
+
+    def _apply_updates(
+        self, updates: list[tuple[Customer, int, bool]], page: _Page
+    ) -> None:
+        rows, children = self._read_partners(pid for _, pid, _ in updates)
+        for customer, partner_id, first in updates:
+            external_id = customer.external_id
+            row = rows.get(partner_id)
+            if row is None:
+                page.issues.append(
+                    self._dead_letter(
+                        "customers",
+                        external_id,
+                        DataError(
+                            f"linked Odoo partner {partner_id} no longer exists",
+                            record=f"res.partner {partner_id}",
+                        ),
+                        payload=customer.model_dump_json(),
+                    )
+                )
+                continue
+            if self.erased_field and row.get(self.erased_field):
+                self.state.add_tombstone(
+                    self.bid, external_id, "partner erased in Odoo"
+                )
+                self.counts.unchanged += 1
+                continue
+            remote = customer_groups(customer)
+            odoo = partner_groups(row, self.lookups, children.get(partner_id, []))
+            snapshot = self.state.snapshot(self.bid, external_id)
+            write, agreed, conflicts = self._decide(remote, odoo, snapshot)
+            for group, theirs, ours in conflicts:
+                self.counts.conflicts += 1
+                page.issues.append(
+                    self._issue(
+                        "conflict",
+                        f"{group} changed in both Odoo and {self.backend.name} "
+                        "since the "
+                        f"last sync; Odoo kept its value until someone decides",
+                        external_id=external_id,
+                        res_model=PARTNER,
+                        res_id=partner_id,
+                        field_name=group,
+                        payload={"odoo": ours, "remote": theirs},
+                    )
+                )
+            if write:
+                values = group_values(
+                    customer,
+                    write,
+                    self.lookups,
+                    existing_contacts=children.get(partner_id, []),
+                )
+                try:
+                    self.gateway.write(PARTNER, [partner_id], values)
+                except PermanentError as err:
+                    page.issues.append(
+                        self._dead_letter(
+                            "customers",
+                            external_id,
+                            err,
+                            payload=customer.model_dump_json(),
+                            res_model=PARTNER,
+                            res_id=partner_id,
+                        )
+                    )
+                    continue
+                self.counts.updated += 1
+            elif not first:
+                self.counts.unchanged += 1
+            if first:
+                self.counts.linked += 1
+            self._touched.add(partner_id)
+            page.snapshots[external_id] = (partner_id, agreed)
+            link = self.links.get(external_id)
+            new_hash = group_hash(agreed)
+            if first or link is None or link.sync_hash != new_hash:
+                page.links.append(
+                    self._link_vals(
+                        PARTNER,
+                        partner_id,
+                        RemoteRef(
+                            external_id=external_id,
+                            external_code=customer.external_code,
+                        ),
+                        new_hash,
+                    )
+                )
+
+    def _decide(
+        self,
+        remote: Mapping[str, Any],
+        odoo: Mapping[str, Any],
+        snapshot: Mapping[str, Any] | None,
+    ) -> tuple[list[str], dict[str, Any], list[tuple[str, Any, Any]]]:
+        """Which groups to write into Odoo, the new agreed values, the conflicts."""
+        write: list[str] = []
+        agreed: dict[str, Any] = {}
+        conflicts: list[tuple[str, Any, Any]] = []
+        for group in FIELD_GROUPS:
+            theirs, ours = remote[group], odoo[group]
+            finance = self.backend.owner(group) == "finance"
+            if group == "payment_terms" and theirs is None:
+                agreed[group] = ours
+                continue
+            if group == "contacts":
+                # contacts are only ever added, never removed
+                missing = [c for c in theirs if c not in ours]
+                if finance and missing:
+                    write.append(group)
+                agreed[group] = (
+                    ours
+                    if not missing
+                    else sorted({*map(tuple, ours), *map(tuple, theirs)})
+                )
+                agreed[group] = [list(c) for c in agreed[group]]
+                continue
+            if theirs == ours:
+                agreed[group] = theirs
+                continue
+            if snapshot is None or group not in snapshot:
+                if finance:
+                    write.append(group)
+                    agreed[group] = theirs
+                else:
+                    agreed[group] = ours
+                continue
+            base = snapshot[group]
+            remote_changed, odoo_changed = theirs != base, ours != base
+            if remote_changed and odoo_changed:
+                conflicts.append((group, theirs, ours))
+                agreed[group] = base
+            elif remote_changed and finance:
+                write.append(group)
+                agreed[group] = theirs
+            else:
+                agreed[group] = base
+        return write, agreed, conflicts
+
+    def _create_partners(self, customers: list[Customer], page: _Page) -> None:
+        """Create partners in one call, journalled so a crash cannot duplicate them."""
+        pending = {
+            entry.local_ref
+            for entry in self.state.outbox_entries(self.bid, "odoo_partner", "pending")
+        }
+        values_list = []
+        for customer in customers:
+            values = group_values(customer, FIELD_GROUPS, self.lookups)
+            values.update(
+                is_company=customer.is_company,
+                company_id=self.backend.company_id,
+                customer_rank=1 if customer.is_customer else 0,
+                supplier_rank=1 if customer.is_supplier else 0,
+                email=customer.email or False,
+                website=customer.website or False,
+            )
+            values_list.append(values)
+        # a partner whose create may have reached Odoo before a crash is found again
+        recovered = (
+            self._find_created(
+                [
+                    v
+                    for c, v in zip(customers, values_list, strict=True)
+                    if c.external_id in pending
+                ]
+            )
+            if pending
+            else []
+        )
+        recovered_iter = iter(recovered)
+        ids: list[int | None] = []
+        todo: list[int] = []
+        for index, customer in enumerate(customers):
+            found = next(recovered_iter) if customer.external_id in pending else None
+            ids.append(found)
+            if found is None:
+                todo.append(index)
+        self.state.intents_pending(self.bid, [customers[i].external_id for i in todo])
+        created = self._create_batch(
+            [customers[i] for i in todo], [values_list[i] for i in todo], page
+        )
+        for index, new_id in zip(todo, created, strict=True):
+            ids[index] = new_id
+        for customer, new_id in zip(customers, ids, strict=True):
+            if not new_id:
+                continue
+            self.counts.created += 1
+            agreed = customer_groups(customer)
+            page.snapshots[customer.external_id] = (new_id, agreed)
+            page.links.append(
+                self._link_vals(
+                    PARTNER,
+                    new_id,
+                    RemoteRef(
+                        external_id=customer.external_id,
+                        external_code=customer.external_code,
+                    ),
+                    group_hash(agreed),
+                )
+            )
+            page.intents.append(customer.external_id)
+            self._touched.add(new_id)
+            if self._index is not None:
+                keys = customer_keys(customer)
+                self._index.add(replace(keys, id=new_id, commercial_id=new_id))
+
+    def _create_batch(
+        self, customers: list[Customer], values_list: list[dict[str, Any]], page: _Page
+    ) -> list[int | None]:
+        if not customers:
+            return []
+        try:
+            return list(
+                self.gateway.create(
+                    PARTNER, values_list, find_existing=self._find_created
+                )
+            )
+        except PermanentError as err:
+            if len(customers) == 1:
+                page.issues.append(
+                    self._dead_letter(
+                        "customers",
+                        customers[0].external_id,
+                        err,
+                        payload=customers[0].model_dump_json(),
+                    )
+                )
+                return [None]
+        # isolate the bad record(s): halves until single records
+        middle = len(customers) // 2
+        return self._create_batch(
+            customers[:middle], values_list[:middle], page
+        ) + self._create_batch(customers[middle:], values_list[middle:], page)
+
+    def _find_created(self, values_list: list[dict[str, Any]]) -> list[int | None]:
+        """Partners this daemon user created with these values and not yet linked."""
+        if not values_list:
+            return []
+        names = sorted({v["name"] for v in values_list})
+        rows = self.gateway.search_read_all(
+            PARTNER,
+            [("create_uid", "=", self.gateway.uid), ("name", "in", names)],
+            ["name", "vat", "zip"],
+            context={"active_test": False},
+        )
+        taken = set(self.partner_links)
+        found: list[int | None] = []
+        for values in values_list:
+            match = next(
+                (
+                    row["id"]
+                    for row in rows
+                    if row["id"] not in taken
+                    and row["name"] == values["name"]
+                    and (row.get("vat") or False) == (values.get("vat") or False)
+                    and (row.get("zip") or False) == (values.get("zip") or False)
+                ),
+                None,
+            )
+            if match is not None:
+                taken.add(match)
+            found.append(match)
+        return found
+
+    # -- step 5: push ------------------------------------------------------------------
+
+    def _outbound(
+        self,
+        kind: str,
+        local_ref: str,
+        find: Callable[[], RemoteRef | None],
+        push: Callable[[str], RemoteRef],
+    ) -> RemoteRef:
+        """Create remotely at most once: look up first, key every send, look up again
+        after a lost answer before any re-send."""
+        entry = self.state.outbox_begin(self.bid, kind, local_ref)
+        if entry.state == "done" and entry.external_id:
+            return RemoteRef(
+                external_id=entry.external_id, external_code=entry.external_code
+            )
+        ref = self.retry.call(find)
+        if ref is None:
+            self.state.outbox_mark_sending(entry.key)
+            try:
+                ref = push(entry.key)
+            except RetryableError as err:
+                _logger.warning(
+                    "backend %s: %s %s: answer lost (%s); looking it up before "
+                    "any re-send",
+                    self.bid,
+                    kind,
+                    local_ref,
+                    type(err).__name__,
+                )
+                ref = self.retry.call(find)
+                if ref is None:
+                    ref = push(entry.key)
+        self.state.outbox_done(entry.key, ref.external_id, ref.external_code)
+        return ref
+
+    def _partner_domain(self) -> list[Any]:
+        domain: list[Any] = [
+            ("parent_id", "=", False),
+            "|",
+            ("company_id", "=", False),
+            ("company_id", "=", self.backend.company_id),
+        ]
+        if self.gateway.has_field(PARTNER, "customer_rank"):
+            domain.append(("customer_rank", ">", 0))
+        return domain
+
+    def _push_customers(self) -> None:
+        assert isinstance(self.connector, CustomerSink)
+        since = self.state.get_cursor(self.bid, "odoo_customers")
+        mark = odoo_datetime(self.clock() - timedelta(seconds=5))
+        domain = self._partner_domain()
+        if since:
+            domain.append(("write_date", ">=", since))
+        fields = list(PARTNER_READ_FIELDS)
+        if self.erased_field:
+            fields.append(self.erased_field)
+        pushed = 0
+        for rows in self.gateway.search_read_pages(
+            PARTNER, domain, fields, page_size=self.page_size
+        ):
+            links, issues, snapshots = [], [], {}
+            for row in rows:
+                partner_id = row["id"]
+                if partner_id in self._touched or partner_id in self.erased:
+                    continue
+                if self.erased_field and row.get(self.erased_field):
+                    continue
+                external_id = self.partner_links.get(partner_id)
+                customer = customer_from_partner(
+                    row, self.lookups, external_id=external_id or f"odoo:{partner_id}"
+                )
+                try:
+                    if external_id:
+                        groups = partner_groups(row, self.lookups)
+                        snapshot = self.state.snapshot(self.bid, external_id) or {}
+                        changed = [
+                            g
+                            for g in FIELD_GROUPS
+                            if g != "contacts"
+                            and self.backend.owner(g) == "sales"
+                            and g in snapshot
+                            and groups[g] != snapshot[g]
+                        ]
+                        if not changed:
+                            continue
+                        self.connector.push_customer(
+                            customer,
+                            external_id=external_id,
+                            idempotency_key=f"update-{partner_id}-{group_hash(groups)}",
+                        )
+                        agreed = {**snapshot, **{g: groups[g] for g in changed}}
+                        snapshots[external_id] = (partner_id, agreed)
+                        links.append(
+                            self._link_vals(
+                                PARTNER, partner_id, external_id, group_hash(agreed)
+                            )
+                        )
+                        self.counts.updated += 1
+                    else:
+                        ref = self._outbound(
+                            "customer",
+                            str(partner_id),
+                            lambda c=customer: self.connector.find_customer(c),  # type: ignore[union-attr]
+                            lambda key, c=customer: self.connector.push_customer(  # type: ignore[union-attr]
+                                c, external_id=None, idempotency_key=key
+                            ),
+                        )
+                        groups = partner_groups(row, self.lookups)
+                        snapshots[ref.external_id] = (partner_id, groups)
+                        links.append(
+                            self._link_vals(
+                                PARTNER, partner_id, ref, group_hash(groups)
+                            )
+                        )
+                        self.counts.created += 1 if ref.created else 0
+                        self.counts.linked += 0 if ref.created else 1
+                    pushed += 1
+                except PermanentError as err:
+                    issues.append(
+                        self._dead_letter(
+                            "odoo_customers",
+                            f"odoo:{partner_id}",
+                            err,
+                            res_model=PARTNER,
+                            res_id=partner_id,
+                        )
+                    )
+            self._upsert_links(links)
+            self._raise_issues(issues)
+            self.state.commit_page(self.bid, "odoo_customers_page", None, snapshots)
+            self.progress("odoo customers", pushed)
+            if self.stop():
+                raise RunStopped
+        self.state.set_cursor(self.bid, "odoo_customers", mark)
+
+    def _ensure_buyer(self, partner_id: int) -> str | None:
+        external_id = self.partner_links.get(partner_id)
+        if external_id or not isinstance(self.connector, CustomerSink):
+            return external_id
+        fields = list(PARTNER_READ_FIELDS)
+        [row] = self.gateway.read(PARTNER, [partner_id], fields)
+        customer = customer_from_partner(row, self.lookups)
+        connector = self.connector
+        ref = self._outbound(
+            "customer",
+            str(partner_id),
+            lambda: connector.find_customer(customer),
+            lambda key: connector.push_customer(
+                customer, external_id=None, idempotency_key=key
+            ),
+        )
+        self._upsert_links(
+            [
+                self._link_vals(
+                    PARTNER,
+                    partner_id,
+                    ref,
+                    group_hash(partner_groups(row, self.lookups)),
+                )
+            ]
+        )
+        return ref.external_id
+
+    def _push_invoices(self) -> None:
+        assert isinstance(self.connector, InvoiceSink)
+        connector = self.connector
+        since = self.state.get_cursor(self.bid, "odoo_invoices")
+        mark = odoo_datetime(self.clock() - timedelta(seconds=5))
+        reader = odoo_invoices.InvoiceReader(
+            self.gateway, self.lookups, page_size=self.page_size
+        )
+        sent = 0
+        for batch in reader.posted_customer_invoices(
+            self.backend.company_id, since=since, skip=set(self.move_links)
+        ):
+            links, issues = [], []
+            for move_id, buyer_id, invoice in batch:
+                if isinstance(invoice, Exception):
+                    issues.append(
+                        self._dead_letter(
+                            "odoo_invoices",
+                            f"account.move:{move_id}",
+                            invoice,
+                            res_model=MOVE,
+                            res_id=move_id,
+                        )
+                    )
+                    continue
+                try:
+                    if buyer_id in self.erased:
+                        raise DataError(
+                            f"invoice {invoice.number}: the buyer's personal data "
+                            "was erased; "
+                            "handle it in the ledger by hand",
+                            record=f"account.move {move_id}",
+                            field="partner_id",
+                        )
+                    buyer_external = self._ensure_buyer(buyer_id)
+                    invoice = invoice.model_copy(
+                        update={"buyer_external_id": buyer_external}
+                    )
+                    ref = self._outbound(
+                        "invoice",
+                        str(move_id),
+                        lambda inv=invoice: connector.find_invoice(inv),
+                        lambda key, inv=invoice: connector.push_invoice(
+                            inv, idempotency_key=key
+                        ),
+                    )
+                    links.append(self._link_vals(MOVE, move_id, ref))
+                    self.counts.created += 1
+                    sent += 1
+                except PermanentError as err:
+                    issues.append(
+                        self._dead_letter(
+                            "odoo_invoices",
+                            f"account.move:{move_id}",
+                            err,
+                            res_model=MOVE,
+                            res_id=move_id,
+                        )
+                    )
+            self._upsert_links(links)
+            self._raise_issues(issues)
+            self.progress("invoices", sent)
+            if self.stop():
+                raise RunStopped
+        self.state.set_cursor(self.bid, "odoo_invoices", mark)
+
+    # -- step 6: payments and e-invoices -----------------------------------------------
+
+    def _pull_payments(self) -> None:
+        assert isinstance(self.connector, PaymentSource)
+        cursor = self.state.get_cursor(self.bid, "payments")
+        for page in self.connector.pull_payments(cursor):
+            applied, problems = odoo_invoices.apply_payments(
+                self.gateway, page.records, self.backend.company_id, self.clock()
+            )
+            self.counts.pulled += len(page.records)
+            self.counts.updated += applied
+            issues = [
+                self._dead_letter("payments", number, err, res_model=MOVE)
+                for number, err in problems
+            ]
+            self._raise_issues(issues)
+            self.state.commit_page(self.bid, "payments", page.cursor)
+            if self.stop():
+                raise RunStopped
+
+    def _pull_einvoices(self) -> None:
+        assert isinstance(self.connector, EInvoiceSource)
+        cursor = self.state.get_cursor(self.bid, "einvoices")
+        for page in self.connector.pull_einvoices(cursor):
+            created, problems = odoo_invoices.create_vendor_bills(
+                self.gateway,
+                self.lookups,
+                page.records,
+                self.backend.company_id,
+                self._match_index,
+            )
+            self.counts.pulled += len(page.records)
+            self.counts.created += created
+            issues = [
+                self._dead_letter("einvoices", external_id, err, res_model=MOVE)
+                for external_id, err in problems
+            ]
+            self._raise_issues(issues)
+            failed = {external_id for external_id, _ in problems}
+            done = [
+                i.external_id
+                for i in page.records
+                if i.external_id and i.external_id not in failed
+            ]
+            self.state.commit_page(self.bid, "einvoices", page.cursor)
+            if done:
+                self.connector.acknowledge(done)
+            if self.stop():
+                raise RunStopped
+
+
+def _m2o(value: Any) -> int | None:
+    if isinstance(value, list | tuple):
+        return int(value[0]) if value else None
+    return int(value) if value else None
