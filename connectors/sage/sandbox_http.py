@@ -77,7 +77,10 @@ class FaultPlan:
         self._forced: list[tuple[str, str | None]] = []
 
     def force(self, kind: str, method: str | None = None) -> None:
-        """Make the next request (with ``method``, when given) fail with ``kind``."""
+        """Make the next request fail with ``kind``.
+
+        ``method`` narrows it to one HTTP method (REST) or SOAP operation (X3).
+        """
         if kind not in {"5xx", "timeout", "reset", "busy", "no_ws"}:
             raise ValueError(f"unknown fault kind {kind!r}")
         with self._lock:

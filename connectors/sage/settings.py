@@ -140,6 +140,10 @@ class SageX3Settings(_Settings):
     query_list_size: int = Field(default=500, ge=1, le=10000)
     #: Fixed customer fields X3 demands (e.g. ``{"BCGCOD": "FRA"}``).
     customer_defaults: dict[str, str] = {}
+    #: Optional BPC field (e.g. a custom ``ZCRMREF``) that stores our idempotency
+    #: reference, so a customer without VAT number can still be looked up after a
+    #: save whose outcome is unknown. Without it such a save is never repeated.
+    customer_reference_field: str | None = None
     #: Sales site, invoice types and the SIH field that carries Odoo's number.
     sales_site: str = ""
     invoice_type: str = "FAC"

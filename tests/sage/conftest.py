@@ -75,3 +75,34 @@ def make_connector(
     yield make
     for connector in built:
         connector.close()
+
+
+@pytest.fixture
+def x3_sandbox() -> Iterator[Any]:
+    from connectors.sage.sandbox_http import FaultPlan
+    from connectors.sage.sandbox_x3 import SageX3Sandbox
+
+    sandbox = SageX3Sandbox(customers=8, faults=FaultPlan(delay=0.35)).start()
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture
+def make_x3(fake_sleep: FakeSleep) -> Iterator[Callable[..., Any]]:
+    """Build an X3 connector pointed at a sandbox."""
+    from connectors.sage.x3 import SageX3Connector
+    from connectors.sage.x3 import load_settings as load_x3
+
+    built: list[Any] = []
+
+    def make(sandbox: Any, **settings: Any) -> SageX3Connector:
+        merged = {"operation_timeout": 0.2, **settings}
+        connector = SageX3Connector(
+            load_x3(sandbox.settings(**merged)), sleep=fake_sleep
+        )
+        built.append(connector)
+        return connector
+
+    yield make
+    for connector in built:
+        connector.close()
