@@ -16,6 +16,7 @@ from connectors.peppol.build import (
     resolve_buyer_reference,
 )
 from connectors.peppol.errors import InvoiceDataError
+from connectors.peppol.parse import parse_document
 from connectors.peppol.validate import Validator
 from sync_daemon.kernel.models import AllowanceCharge, TaxSubtotal
 from tests.peppol.conftest import make_invoice, make_line, party
@@ -292,6 +293,8 @@ def test_country_endpoint_and_legal_ids() -> None:
     assert party_identifiers(party("SE")).participant_id == "0007:5560360793"
     assert party_identifiers(party("DK")).participant_id == "0184:13585628"
     assert party_identifiers(party("GLN")).participant_id == "0088:5790000435968"
+    known = party("BE_BUYER", endpoint_id="0208:0765.881.217")
+    assert party_identifiers(known).participant_id == "0208:0765881217"
     de = party("GLN", company_registry=None, registry_scheme=None)
     assert party_identifiers(de).participant_id == "9930:DE136695976"
 
@@ -406,3 +409,10 @@ def test_optional_header_parts_in_schema_order(validator: Validator) -> None:
     document = build_document(invoice)
     assert b'mimeCode="application/pdf"' in document
     _assert_valid(validator, document)
+    parsed = parse_document(document)
+    assert parsed.attachments == invoice.attachments
+    assert (parsed.tax_point_date, parsed.delivery_date) == (
+        date(2025, 3, 14),
+        date(2025, 3, 12),
+    )
+    assert (parsed.payment_bic, parsed.payment_terms) == ("GKCCBEBB", "30 days")

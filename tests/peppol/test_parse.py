@@ -148,6 +148,10 @@ def test_not_ubl_and_not_xml_are_clear_errors() -> None:
     with pytest.raises(DocumentError, match="IssueDate") as err:
         parse_document(broken, source="bad.xml")
     assert "bad.xml" in str(err.value)
+    odd = _minimal_invoice().replace("<cbc:ID>S</cbc:ID>", "<cbc:ID>X</cbc:ID>", 1)
+    with pytest.raises(DocumentError, match="not a known VAT category") as err:
+        parse_document(odd, source="odd.xml")
+    assert err.value.record == "odd.xml (FV-2025-00042)"
 
 
 def _minimal_invoice() -> str:
