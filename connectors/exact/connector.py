@@ -172,11 +172,22 @@ class ExactConnector:
             return HealthReport("needs_reauth", str(err))
         except ExactAuthError as err:
             return HealthReport("invalid", str(err))
+        current = me_rows[0].get("CurrentDivision") if me_rows else None
+        if not str(current or "").isdigit():
+            raise ExactDataError(
+                "current/Me answered without CurrentDivision",
+                record="Exact current/Me",
+                field="CurrentDivision",
+            )
+        # Divisions are listed through the user's current division; the
+        # configured one is then checked against that list, never assumed.
+        listing = (
+            f"{self.settings.host}/api/v1/{current}/system/Divisions"
+            "?$select=Code,Description"
+        )
         divisions = {
             int(row["Code"])
-            for rows, _ in self.client.pages(
-                self.client.url("system/Divisions", {"$select": "Code,Description"})
-            )
+            for rows, _ in self.client.pages(listing)
             for row in rows
             if str(row.get("Code", "")).isdigit()
         }
@@ -195,7 +206,6 @@ class ExactConnector:
                 field="mappings",
                 details={"problems": problems},
             )
-        current = me_rows[0].get("CurrentDivision") if me_rows else None
         return HealthReport(
             "valid",
             f"Exact division {self.settings.division} reachable",

@@ -95,12 +95,14 @@ class FaultPlan:
     :param timeout_seconds: how long a ``timeout`` fault keeps the client waiting
         before the connection is reset (set the client's read timeout lower).
     :param seed: seed of the fault dice, for reproducible runs.
+    :param methods: HTTP methods the faults strike.
     """
 
     rate: float = 0.0
     kinds: tuple[str, ...] = ("5xx", "timeout", "reset", "truncated", "429")
     timeout_seconds: float = 1.0
     seed: int = 0
+    methods: tuple[str, ...] = ("GET", "POST", "PUT", "DELETE")
 
 
 @dataclass
@@ -260,6 +262,7 @@ class ExactSandbox:
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
             name=f"exact-sandbox-{self.port}",
             daemon=True,
         )
@@ -545,9 +548,11 @@ class ExactSandbox:
             "X-RateLimit-Minutely-Reset": minute_reset,
         }
 
-    def draw_fault(self) -> str | None:
+    def draw_fault(self, method: str) -> str | None:
         with self._lock:
-            if self.faults.rate <= 0 or self._dice.random() >= self.faults.rate:
+            if method not in self.faults.methods or self.faults.rate <= 0:
+                return None
+            if self._dice.random() >= self.faults.rate:
                 return None
             kind = self._dice.choice(self.faults.kinds)
             self.stats.faults[kind] = self.stats.faults.get(kind, 0) + 1
@@ -998,6 +1003,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     sandbox: ExactSandbox
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     server_version = "ExactSandbox/1.0"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -1063,7 +1069,7 @@ class _Handler(BaseHTTPRequestHandler):
             if scope is not None:
                 self._send(429, _error_body("Too many requests"), headers)
                 return
-            fault = sandbox.draw_fault()
+            fault = sandbox.draw_fault(method)
         if fault == "429":
             minute = {k: v for k, v in headers.items() if "Minutely" in k}
             minute["X-RateLimit-Minutely-Remaining"] = "0"
