@@ -289,7 +289,10 @@ class CrmSyncBackend(models.Model):
     def _daemon_get_backends(self, backend_ids, what):
         """Return the backends of ``backend_ids`` visible to the caller, raising a
         ValidationError naming any id that does not exist or is not visible."""
-        ids = {to_int(backend_id, "backend_id", what) for backend_id in backend_ids}
+        ids = {
+            to_int(self.env, backend_id, "backend_id", what)
+            for backend_id in backend_ids
+        }
         backends = self.with_context(active_test=False).search(
             [("id", "in", list(ids))]
         )
@@ -322,9 +325,9 @@ class CrmSyncBackend(models.Model):
         allowed = {state for state, _label in CREDENTIALS_STATES}
         for index, vals in enumerate(vals_list):
             what = f"health[{index}]"
-            require_keys(vals, ("backend_id", "credentials_state"), what)
+            require_keys(self.env, vals, ("backend_id", "credentials_state"), what)
             check_selection(
-                vals["credentials_state"], allowed, "credentials_state", what
+                self.env, vals["credentials_state"], allowed, "credentials_state", what
             )
         backends = self._daemon_get_backends(
             [vals["backend_id"] for vals in vals_list], "daemon_report_health"

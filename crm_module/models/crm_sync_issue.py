@@ -226,8 +226,8 @@ class CrmSyncIssue(models.Model):
     @api.model
     def _daemon_prepare_issue_vals(self, vals, what):
         allowed_kinds = {kind for kind, _label in ISSUE_KINDS}
-        require_keys(vals, ("backend_id", "kind", "message"), what)
-        check_selection(vals["kind"], allowed_kinds, "kind", what)
+        require_keys(self.env, vals, ("backend_id", "kind", "message"), what)
+        check_selection(self.env, vals["kind"], allowed_kinds, "kind", what)
         res_model = vals.get("res_model") or False
         if res_model and res_model not in self.env:
             raise ValidationError(
@@ -243,7 +243,7 @@ class CrmSyncIssue(models.Model):
         suggestions = []
         for position, suggestion in enumerate(vals.get("suggestions") or []):
             item = f"{what}.suggestions[{position}]"
-            require_keys(suggestion, ("partner_id",), item)
+            require_keys(self.env, suggestion, ("partner_id",), item)
             try:
                 score = float(suggestion.get("score") or 0.0)
             except (TypeError, ValueError) as error:
@@ -252,17 +252,19 @@ class CrmSyncIssue(models.Model):
                 ) from error
             suggestions.append(
                 {
-                    "partner_id": to_int(suggestion["partner_id"], "partner_id", item),
+                    "partner_id": to_int(
+                        self.env, suggestion["partner_id"], "partner_id", item
+                    ),
                     "score": score,
                     "reason": suggestion.get("reason") or False,
                 }
             )
         res_id = vals.get("res_id")
         return {
-            "backend_id": to_int(vals["backend_id"], "backend_id", what),
+            "backend_id": to_int(self.env, vals["backend_id"], "backend_id", what),
             "kind": vals["kind"],
             "res_model": res_model,
-            "res_id": to_int(res_id, "res_id", what) if res_id else False,
+            "res_id": to_int(self.env, res_id, "res_id", what) if res_id else False,
             "external_id": str(vals["external_id"])
             if vals.get("external_id")
             else False,
@@ -390,9 +392,9 @@ class CrmSyncIssue(models.Model):
         prepared = {}
         for index, vals in enumerate(vals_list):
             what = f"issues[{index}]"
-            require_keys(vals, ("issue_id", "state"), what)
-            check_selection(vals["state"], {"done", "open"}, "state", what)
-            prepared[to_int(vals["issue_id"], "issue_id", what)] = vals
+            require_keys(self.env, vals, ("issue_id", "state"), what)
+            check_selection(self.env, vals["state"], {"done", "open"}, "state", what)
+            prepared[to_int(self.env, vals["issue_id"], "issue_id", what)] = vals
         issues = self.search([("id", "in", list(prepared))])
         missing = set(prepared) - set(issues.ids)
         if missing:

@@ -163,14 +163,17 @@ class CrmSyncLink(models.Model):
         for index, vals in enumerate(vals_list):
             item = f"links[{index}]"
             require_keys(
-                vals, ("backend_id", "res_model", "res_id", "external_id"), item
+                self.env,
+                vals,
+                ("backend_id", "res_model", "res_id", "external_id"),
+                item,
             )
             state = vals.get("state") or "linked"
-            check_selection(state, allowed_states, "state", item)
+            check_selection(self.env, state, allowed_states, "state", item)
             link_vals = {
-                "backend_id": to_int(vals["backend_id"], "backend_id", item),
+                "backend_id": to_int(self.env, vals["backend_id"], "backend_id", item),
                 "res_model": vals["res_model"],
-                "res_id": to_int(vals["res_id"], "res_id", item),
+                "res_id": to_int(self.env, vals["res_id"], "res_id", item),
                 "external_id": str(vals["external_id"]),
                 "state": state,
             }
@@ -178,7 +181,9 @@ class CrmSyncLink(models.Model):
                 if key in vals:
                     link_vals[key] = vals[key] or False
             if "synced_at" in vals:
-                link_vals["synced_at"] = parse_utc(vals["synced_at"], "synced_at", item)
+                link_vals["synced_at"] = parse_utc(
+                    self.env, vals["synced_at"], "synced_at", item
+                )
             prepared.append(link_vals)
         if not prepared:
             return []
@@ -290,7 +295,11 @@ class CrmSyncLink(models.Model):
             [
                 ("backend_id", "=", backend.id),
                 ("res_model", "=", res_model),
-                ("id", ">", to_int(after_id or 0, "after_id", "daemon_read_links")),
+                (
+                    "id",
+                    ">",
+                    to_int(self.env, after_id or 0, "after_id", "daemon_read_links"),
+                ),
             ],
             [
                 "res_id",
@@ -301,7 +310,7 @@ class CrmSyncLink(models.Model):
                 "state",
             ],
             order="id",
-            limit=daemon_page_limit(limit),
+            limit=daemon_page_limit(self.env, limit),
         )
         return [
             {
@@ -327,9 +336,11 @@ class CrmSyncLink(models.Model):
         notes = {}
         for index, vals in enumerate(vals_list):
             item = f"links[{index}]"
-            require_keys(vals, ("backend_id", "res_model", "external_id"), item)
+            require_keys(
+                self.env, vals, ("backend_id", "res_model", "external_id"), item
+            )
             key = (
-                to_int(vals["backend_id"], "backend_id", item),
+                to_int(self.env, vals["backend_id"], "backend_id", item),
                 vals["res_model"],
                 str(vals["external_id"]),
             )

@@ -104,11 +104,15 @@ class CrmSyncRun(models.Model):
         create_vals = []
         for index, vals in enumerate(vals_list):
             what = f"runs[{index}]"
-            require_keys(vals, ("backend_id", "started_at"), what)
+            require_keys(self.env, vals, ("backend_id", "started_at"), what)
             create_vals.append(
                 {
-                    "backend_id": to_int(vals["backend_id"], "backend_id", what),
-                    "started_at": parse_utc(vals["started_at"], "started_at", what),
+                    "backend_id": to_int(
+                        self.env, vals["backend_id"], "backend_id", what
+                    ),
+                    "started_at": parse_utc(
+                        self.env, vals["started_at"], "started_at", what
+                    ),
                     "outcome": "running",
                 }
             )
@@ -135,8 +139,8 @@ class CrmSyncRun(models.Model):
         prepared = []
         for index, vals in enumerate(vals_list):
             what = f"runs[{index}]"
-            require_keys(vals, ("run_id", "ended_at", "outcome"), what)
-            check_selection(vals["outcome"], FINAL_OUTCOMES, "outcome", what)
+            require_keys(self.env, vals, ("run_id", "ended_at", "outcome"), what)
+            check_selection(self.env, vals["outcome"], FINAL_OUTCOMES, "outcome", what)
             counts = vals.get("counts") or {}
             unknown = set(counts) - set(COUNT_KEYS)
             if unknown:
@@ -150,13 +154,17 @@ class CrmSyncRun(models.Model):
                     )
                 )
             run_vals = {
-                "ended_at": parse_utc(vals["ended_at"], "ended_at", what),
+                "ended_at": parse_utc(self.env, vals["ended_at"], "ended_at", what),
                 "outcome": vals["outcome"],
                 "log": (vals.get("log") or "")[:MAX_LOG_LENGTH] or False,
             }
             for key, value in counts.items():
-                run_vals[f"count_{key}"] = to_int(value, f"counts.{key}", what)
-            prepared.append((to_int(vals["run_id"], "run_id", what), run_vals))
+                run_vals[f"count_{key}"] = to_int(
+                    self.env, value, f"counts.{key}", what
+                )
+            prepared.append(
+                (to_int(self.env, vals["run_id"], "run_id", what), run_vals)
+            )
 
         run_ids = {run_id for run_id, _vals in prepared}
         runs = self.search([("id", "in", list(run_ids))])

@@ -202,23 +202,27 @@ class ResPartner(models.Model):
             partner.peppol_invalid = bool(peppol_error)
             partner.email_invalid = bool(email_error)
             warnings = [
-                _(
+                self.env._(
                     "%(field)s '%(value)s' of %(partner)s is not used for matching: "
                     "%(reason)s.",
                     field=label,
                     value=value,
-                    partner=partner.name or _("this contact"),
+                    partner=partner.name or self.env._("this contact"),
                     reason=error,
                 )
                 for label, value, error in (
-                    (_("VAT"), partner.vat, vat_error),
-                    (_("Company ID"), partner.company_registry, registry_error),
+                    (self.env._("VAT"), partner.vat, vat_error),
                     (
-                        _("Peppol identifier"),
+                        self.env._("Company ID"),
+                        partner.company_registry,
+                        registry_error,
+                    ),
+                    (
+                        self.env._("Peppol identifier"),
                         f"{partner.peppol_eas}:{partner.peppol_endpoint}",
                         peppol_error,
                     ),
-                    (_("E-mail"), partner.email, email_error),
+                    (self.env._("E-mail"), partner.email, email_error),
                 )
                 if error
             ]
@@ -617,7 +621,7 @@ class ResPartner(models.Model):
         daemon never creates a customer that only was archived in Odoo.
         """
         check_daemon_access(self.env)
-        limit = daemon_page_limit(limit)
+        limit = daemon_page_limit(self.env, limit)
         partners = self.with_context(active_test=False).search_fetch(
             [("id", ">", int(after_id or 0))],
             [

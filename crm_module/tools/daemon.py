@@ -1,6 +1,6 @@
 """Access guard shared by the RPC methods called by the sync daemon."""
 
-from odoo import _, fields
+from odoo import fields
 from odoo.exceptions import AccessError, ValidationError
 
 DAEMON_GROUP = "crm_module.crm_module_group_sync_daemon"
@@ -15,7 +15,7 @@ def check_daemon_access(env):
     if env.su or user.has_group(DAEMON_GROUP) or user.has_group(ADMIN_GROUP):
         return
     raise AccessError(
-        _(
+        env._(
             "User %(user)s may not call the synchronisation API: it is reserved to "
             "the groups 'Sync daemon (technical)' and 'Sync administrator'.",
             user=user.login,
@@ -23,27 +23,27 @@ def check_daemon_access(env):
     )
 
 
-def daemon_page_limit(limit):
+def daemon_page_limit(env, limit):
     """Return a page size between 1 and MAX_PAGE_SIZE, rejecting non-numbers."""
     try:
         limit = int(limit)
     except (TypeError, ValueError) as error:
         raise ValidationError(
-            _("The argument 'limit' must be a number, got %r.", limit)
+            env._("The argument 'limit' must be a number, got %r.", limit)
         ) from error
     return max(1, min(limit, MAX_PAGE_SIZE))
 
 
-def require_keys(vals, keys, what):
+def require_keys(env, vals, keys, what):
     """Raise ValidationError naming the first key missing from a daemon payload."""
     if not isinstance(vals, dict):
         raise ValidationError(
-            _("%(what)s: expected a dict, got %(value)r.", what=what, value=vals)
+            env._("%(what)s: expected a dict, got %(value)r.", what=what, value=vals)
         )
     missing = [key for key in keys if vals.get(key) in (None, "")]
     if missing:
         raise ValidationError(
-            _(
+            env._(
                 "%(what)s: missing value for %(keys)s.",
                 what=what,
                 keys=", ".join(missing),
@@ -51,7 +51,7 @@ def require_keys(vals, keys, what):
         )
 
 
-def parse_utc(value, field, what):
+def parse_utc(env, value, field, what):
     """Return a naive UTC datetime from a "YYYY-MM-DD HH:MM:SS" string.
 
     Empty values give False; anything else that does not parse raises a
@@ -63,7 +63,7 @@ def parse_utc(value, field, what):
         return fields.Datetime.to_datetime(value)
     except (TypeError, ValueError) as error:
         raise ValidationError(
-            _(
+            env._(
                 "%(what)s: field %(field)s must be a UTC date 'YYYY-MM-DD HH:MM:SS', "
                 "got %(value)r.",
                 what=what,
@@ -78,11 +78,11 @@ def to_utc_string(value):
     return fields.Datetime.to_string(value) if value else False
 
 
-def check_selection(value, allowed, field, what):
+def check_selection(env, value, allowed, field, what):
     """Raise ValidationError unless ``value`` is one of ``allowed``."""
     if value not in allowed:
         raise ValidationError(
-            _(
+            env._(
                 "%(what)s: field %(field)s must be one of %(allowed)s, got %(value)r.",
                 what=what,
                 field=field,
@@ -92,13 +92,13 @@ def check_selection(value, allowed, field, what):
         )
 
 
-def to_int(value, field, what):
+def to_int(env, value, field, what):
     """Return ``value`` as an int or raise ValidationError naming the field."""
     try:
         return int(value)
     except (TypeError, ValueError) as error:
         raise ValidationError(
-            _(
+            env._(
                 "%(what)s: field %(field)s must be an integer id, got %(value)r.",
                 what=what,
                 field=field,
