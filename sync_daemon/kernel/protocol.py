@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from .models import Customer, Deletion, Invoice, PaymentStatus, RemoteRef
 
 __all__ = [
+    "AuthorizationCodeFlow",
     "Connector",
     "ConnectorContext",
     "ConnectorFactory",
@@ -179,6 +180,24 @@ class EInvoiceSource(Protocol):
     def acknowledge(self, external_ids: list[str]) -> None:
         """Mark documents as taken once the engine has stored them."""
         ...
+
+
+@runtime_checkable
+class AuthorizationCodeFlow(Protocol):
+    """Optional: a connector whose remote uses the OAuth2 authorization-code flow.
+
+    ``crm-sync auth <backend-id>`` drives it: it asks for :meth:`authorization_url`
+    with a ``redirect_uri`` on 127.0.0.1 and a random ``state``, sends the person's
+    browser there, receives the redirect once on a one-shot local listener, checks
+    ``state``, and hands the ``code`` to :meth:`exchange_code`. The connector
+    exchanges it at its token endpoint and saves the tokens through the
+    :class:`TokenStore` before returning them. Codes are single-use and short-lived:
+    ``exchange_code`` is called at most once per code and never retried.
+    """
+
+    def authorization_url(self, *, redirect_uri: str, state: str) -> str: ...
+
+    def exchange_code(self, *, code: str, redirect_uri: str) -> TokenSet: ...
 
 
 ConnectorFactory = Callable[[ConnectorContext], Connector]
