@@ -26,6 +26,8 @@ import argparse
 import base64
 import json
 import logging
+import os
+import signal
 import socket
 import threading
 import uuid
@@ -71,6 +73,9 @@ _WSA_NS = "http://www.w3.org/2005/08/addressing"
 
 def default_examples_dir() -> Path | None:
     """The official example folder beside the checkout, when there is one."""
+    shared = os.environ.get("CRM_SHARED_DIR")
+    if shared and (Path(shared) / "examples" / "peppol").is_dir():
+        return Path(shared) / "examples" / "peppol"
     for parent in Path(__file__).resolve().parents:
         candidate = parent / "shared" / "examples" / "peppol"
         if candidate.is_dir():
@@ -535,10 +540,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"SMP          : {sandbox.smp_url}")
     print(f"SML (dns)    : udp {HOST}:{sandbox.dns_port}, zone {sandbox.zone}")
     print(f"inbox        : {len(sandbox.inbox)} document(s)", flush=True)
+    stop = threading.Event()
     try:
-        threading.Event().wait()
+        # explicit handlers: a background job may have inherited SIGINT ignored
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    except ValueError:  # not the main thread: only KeyboardInterrupt applies
+        pass
+    try:
+        while not stop.wait(0.5):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
         sandbox.stop()
+    print("stopped", flush=True)
     return 0

@@ -16,8 +16,9 @@ The rules directory holds the files exactly as OpenPeppol publishes them::
     <dir>/xslt/CEN-EN16931-UBL.xslt
     <dir>/xslt/PEPPOL-EN16931-UBL.xslt
 
-It is taken from ``PEPPOL_RULES_DIR``, else from a ``shared/specs/peppol`` folder
-beside the checkout (the project's development layout).
+It is taken from ``PEPPOL_RULES_DIR``, else from ``$CRM_SHARED_DIR/specs/peppol``,
+else from a ``shared/specs/peppol`` folder beside the checkout (the project's
+development layout).
 """
 
 from __future__ import annotations
@@ -125,6 +126,9 @@ def _candidates() -> Iterable[Path]:
     if env:
         yield Path(env)
         return
+    shared = os.environ.get("CRM_SHARED_DIR")
+    if shared:
+        yield Path(shared) / "specs" / "peppol"
     here = Path(__file__).resolve()
     for parent in here.parents:
         yield parent / "shared" / "specs" / "peppol"

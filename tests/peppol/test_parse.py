@@ -22,7 +22,7 @@ EXAMPLES = sorted(
 )
 
 
-def test_examples_folder_is_not_empty() -> None:
+def test_examples_folder_is_not_empty(examples_dir: Path) -> None:
     assert len(EXAMPLES) >= 11
 
 

@@ -32,7 +32,7 @@ def test_in_process_api_serves_only_loopback(sandbox_factory, examples_dir) -> N
     assert sender == "0088:9482348239847239874"
 
 
-def test_main_starts_prints_and_stops_on_interrupt(tmp_path: Path) -> None:
+def test_main_starts_prints_and_stops_on_signal(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -64,8 +64,9 @@ def test_main_starts_prints_and_stops_on_interrupt(tmp_path: Path) -> None:
             timeout=5,
         )
         assert verify.json() == {"registered": True}
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+        assert process.stdout.readline() == "stopped\n"
     finally:
         if process.poll() is None:
             process.kill()
