@@ -278,16 +278,24 @@ class SageAccountingConnector:
     def push_customer(
         self, customer: Customer, *, external_id: str | None, idempotency_key: str
     ) -> RemoteRef:
-        """Create (after a lookup by reference) or update a customer contact."""
-        reference = customer.external_code or _reference_for(idempotency_key)
-        body = customer_to_contact(
-            customer, reference=reference, contact_type_id=self.settings.contact_type_id
-        )
+        """Create (after a lookup by reference) or update a customer contact.
+
+        A new contact's ``reference`` is the customer's code, else one derived from
+        the idempotency key, so the same key always finds the same contact. An
+        update leaves the reference alone unless the customer carries a code.
+        """
         record = f"customer {customer.external_id}"
+        kind = self.settings.contact_type_id
         if external_id:
+            body = customer_to_contact(
+                customer, reference=customer.external_code, contact_type_id=kind
+            )
             answer = self.client.put(f"/contacts/{external_id}", body, record=record)
             ident = str(answer.get("id") or external_id) if answer else external_id
-            return RemoteRef(external_id=ident, external_code=reference)
+            code = (answer or {}).get("reference") or customer.external_code
+            return RemoteRef(external_id=ident, external_code=code)
+        reference = customer.external_code or _reference_for(idempotency_key)
+        body = customer_to_contact(customer, reference=reference, contact_type_id=kind)
         existing = self._contact_by_reference(reference)
         if existing:
             return existing

@@ -188,9 +188,12 @@ def contact_to_customer(item: Mapping[str, Any]) -> Customer:
 
 
 def customer_to_contact(
-    customer: Customer, *, reference: str, contact_type_id: str = "CUSTOMER"
+    customer: Customer, *, reference: str | None, contact_type_id: str = "CUSTOMER"
 ) -> dict[str, Any]:
-    """The ``{"contact": {...}}`` body that creates or updates ``customer``."""
+    """The ``{"contact": {...}}`` body that creates or updates ``customer``.
+
+    ``reference`` ``None`` leaves the contact's reference untouched (updates).
+    """
     record = f"customer {customer.external_id}"
     if not customer.name:
         raise SageDataError("a Sage contact needs a name", record=record, field="name")
@@ -198,8 +201,9 @@ def customer_to_contact(
     body: dict[str, Any] = {
         "name": customer.name,
         "contact_type_ids": [contact_type_id],
-        "reference": reference,
     }
+    if reference is not None:
+        body["reference"] = reference
     optional = {
         "tax_number": customer.vat,
         "registered_number": customer.company_registry,

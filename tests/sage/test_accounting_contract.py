@@ -176,7 +176,10 @@ def test_customer_round_trip_and_update(
     again = connector.push_customer(customer, external_id=None, idempotency_key="c4")
     assert again.external_id == ref.external_id and not again.created
     renamed = customer.model_copy(update={"name": customer.name + " (Liège)"})
-    connector.push_customer(renamed, external_id=ref.external_id, idempotency_key="c4")
+    updated = connector.push_customer(
+        renamed, external_id=ref.external_id, idempotency_key="update-4-abc"
+    )
+    assert updated.external_code == ref.external_code  # reference kept on update
     pulled = {
         c.external_id: c
         for page in connector.pull_customers(None)
