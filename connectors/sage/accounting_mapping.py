@@ -149,6 +149,7 @@ def contact_to_customer(item: Mapping[str, Any]) -> Customer:
                 mobile=_text(person.get("mobile")),
             ),
         )
+    main_address = _address(address, record=record)
     try:
         return Customer(
             external_id=contact_id,
@@ -164,16 +165,7 @@ def contact_to_customer(item: Mapping[str, Any]) -> Customer:
             lang=_text(item.get("locale")),
             payment_term_days=item.get("credit_days"),
             currency=_nested_id(item.get("currency")),
-            address=Address(
-                street=_text(address.get("address_line_1")),
-                street2=_text(address.get("address_line_2")),
-                zip=_text(address.get("postal_code")),
-                city=_text(address.get("city")),
-                state=_text(address.get("region")),
-                country_code=_nested_id(address.get("country")),
-            )
-            if isinstance(address, Mapping)
-            else Address(),
+            address=main_address,
             contacts=contacts,
             is_customer="CUSTOMER" in types,
             is_supplier="VENDOR" in types,
@@ -185,6 +177,27 @@ def contact_to_customer(item: Mapping[str, Any]) -> Customer:
         first = err.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or None
         raise SageDataError(first["msg"], record=record, field=field) from err
+
+
+def _address(address: object, *, record: str) -> Address:
+    if not isinstance(address, Mapping):
+        return Address()
+    try:
+        return Address(
+            street=_text(address.get("address_line_1")),
+            street2=_text(address.get("address_line_2")),
+            zip=_text(address.get("postal_code")),
+            city=_text(address.get("city")),
+            state=_text(address.get("region")),
+            country_code=_nested_id(address.get("country")),
+        )
+    except ValidationError as err:
+        first = err.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else ""
+        field = "main_address.country" if name == "country_code" else name
+        raise SageDataError(
+            first["msg"], record=record, field=field or "main_address"
+        ) from err
 
 
 def customer_to_contact(

@@ -48,7 +48,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from sync_daemon.kernel.identifiers import vat_key
 
-from .sandbox_http import FaultPlan, LoopbackServer, MovableClock, QuietHandler
+from .sandbox_http import (
+    FaultPlan,
+    LoopbackServer,
+    MovableClock,
+    QuietHandler,
+    run_until_signalled,
+)
 from .seed import seed_customers
 
 __all__ = ["SageAccountingSandbox", "main"]
@@ -894,6 +900,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  authorize url {sandbox.authorize_url}")
     print(f"  client        {CLIENT_ID} / {CLIENT_SECRET}")
     print(f"  businesses    lead {LEAD_BUSINESS}, BE {BE_BUSINESS}")
-    print("Ctrl-C to stop.", flush=True)
-    sandbox._server.serve_until_interrupted(threading.Event().wait)
+    print("Ctrl-C (or SIGTERM) to stop.", flush=True)
+    run_until_signalled(sandbox.stop)
     return 0

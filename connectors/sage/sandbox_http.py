@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import signal
 import socket
 import struct
 import threading
@@ -28,7 +29,13 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["FaultPlan", "LoopbackServer", "MovableClock", "QuietHandler"]
+__all__ = [
+    "FaultPlan",
+    "LoopbackServer",
+    "MovableClock",
+    "QuietHandler",
+    "run_until_signalled",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -208,11 +215,21 @@ class LoopbackServer:
         self._server = None
         self._thread = None
 
-    def serve_until_interrupted(self, wait: Callable[[], None]) -> None:
-        """Block in ``wait`` (e.g. ``threading.Event().wait``) until Ctrl-C."""
-        try:
-            wait()
-        except KeyboardInterrupt:
+
+def run_until_signalled(stop: Callable[[], None]) -> None:
+    """Block until SIGINT or SIGTERM, then call ``stop`` (for ``main`` functions)."""
+    done = threading.Event()
+
+    def handle(signum: int, frame: object) -> None:
+        done.set()
+
+    previous = {
+        sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        while not done.wait(0.2):
             pass
-        finally:
-            self.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        stop()

@@ -40,7 +40,13 @@ from lxml import etree
 
 from sync_daemon.kernel.identifiers import compact_vat, vat_key
 
-from .sandbox_http import FaultPlan, LoopbackServer, MovableClock, QuietHandler
+from .sandbox_http import (
+    FaultPlan,
+    LoopbackServer,
+    MovableClock,
+    QuietHandler,
+    run_until_signalled,
+)
 from .seed import seed_customers
 from .x3_client import SOAP_ENC, SOAP_ENV, WSDL_PATH, WSS_NS, XSD, XSI
 from .x3_payloads import CUSTOMER_GROUPS, INVOICE_GROUPS, build_object_xml
@@ -593,6 +599,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  wsdl      {sandbox.wsdl_url}")
     print(f"  endpoint  {sandbox.endpoint_url}")
     print(f"  user      {USERNAME} / {PASSWORD}, pool alias {POOL_ALIAS}")
-    print("Ctrl-C to stop.", flush=True)
-    sandbox._server.serve_until_interrupted(threading.Event().wait)
+    print("Ctrl-C (or SIGTERM) to stop.", flush=True)
+    run_until_signalled(sandbox.stop)
     return 0
