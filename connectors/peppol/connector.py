@@ -18,21 +18,19 @@ plus ``participant_status`` (SML/SMP readiness of a partner) and
 
 Settings (the backend's section of the daemon configuration):
 
-=================== ===================================================================
-``transport``       ``rest`` (default) or ``directory``
-``base_url``        REST: the access point's API root
-``api_key``         REST: the access point's API key
-``outbox_dir``      directory: where outgoing UBL files are written
-``inbox_dir``       directory: where incoming UBL files are picked up
-``rules_dir``       validation artefacts (default ``$PEPPOL_RULES_DIR`` / shared copy)
-``sml_zone``        SML DNS zone (default the production zone)
-``dns_nameserver``  ask only this DNS server (and ``dns_port``) for NAPTR records
-``smp_url``         skip DNS and use this SMP for every lookup
-``timeout``         seconds per remote call (default 30)
-``sending``         ``daemon`` (default) or ``odoo`` when Odoo's own account_peppol
-                    sends: then ``push_invoice`` refuses, so nothing is sent twice
-``page_size``       inbox documents per page (default 50)
-=================== ===================================================================
+- ``transport``: ``rest`` (default) or ``directory``;
+- ``base_url``, ``api_key``: REST access point API root and key;
+- ``outbox_dir``, ``inbox_dir``: directory transport folders;
+- ``rules_dir``: validation artefacts (default ``$PEPPOL_RULES_DIR`` / shared copy);
+- ``sml_zone``: SML DNS zone (default the production zone);
+- ``dns_nameserver``, ``dns_port``: ask only this DNS server for NAPTR records;
+- ``smp_url``: skip DNS and use this SMP for every lookup;
+- ``timeout``: seconds per remote call (default 30);
+- ``sending``: ``daemon`` (default), or ``odoo`` when Odoo's own account_peppol
+  sends; then ``push_invoice`` refuses, so nothing is sent twice;
+- ``odoo_account_peppol``: true when the daemon found account_peppol active for
+  the company; the factory then refuses to build unless ``sending`` is set;
+- ``page_size``: inbox documents per page (default 50).
 """
 
 from __future__ import annotations
@@ -289,6 +287,15 @@ def _setting(settings: Mapping[str, Any], name: str) -> Any:
 def create(ctx: ConnectorContext) -> PeppolConnector:
     """Connector factory registered under ``crm_sync.connectors`` as ``peppol``."""
     settings = ctx.settings
+    if settings.get("odoo_account_peppol") and not settings.get("sending"):
+        # Odoo 18 can send through its own access point: never both at once.
+        raise ConfigurationError(
+            "Odoo's account_peppol is active for this company: set 'sending' to "
+            "'odoo' (Odoo sends, the daemon only receives) or 'daemon' (disable "
+            "sending in Odoo) before starting this backend",
+            record=f"crm.sync.backend {ctx.backend_id}",
+            field="sending",
+        )
     timeout = float(settings.get("timeout") or 30.0)
     transport = settings.get("transport") or "rest"
     access_point: AccessPoint

@@ -165,6 +165,15 @@ def test_odoo_owning_sending_refuses_to_push(box, rules_dir: Path) -> None:
     )
     with pytest.raises(ConfigurationError, match="account_peppol"):
         made.push_invoice(make_invoice(), idempotency_key="k")
+    with pytest.raises(ConfigurationError, match="account_peppol is active") as err:
+        create(_context(base_url=box.url, api_key="x", odoo_account_peppol=True))
+    assert err.value.record == "crm.sync.backend 7"
+    decided = create(
+        _context(
+            base_url=box.url, api_key="x", odoo_account_peppol=True, sending="daemon"
+        )
+    )
+    assert decided.sending == "daemon"
     with pytest.raises(ConfigurationError):
         create(_context(transport="carrier-pigeon"))
     with pytest.raises(ConfigurationError, match="base_url"):
