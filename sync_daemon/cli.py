@@ -21,8 +21,9 @@ __all__ = ["build_parser", "main"]
 
 #: Modules of the daemon that add commands, in help order.
 BUILTIN_COMMANDS = (
-    "sync_daemon.demo",
+    "sync_daemon.commands",
     "sync_daemon.reconcile",
+    "sync_daemon.demo",
 )
 
 Register = Callable[[argparse._SubParsersAction], None]  # type: ignore[type-arg]
