@@ -30,6 +30,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from lxml import etree
+from stdnum import ean
 
 from sync_daemon.kernel.identifiers import (
     InvalidIdentifier,
@@ -231,6 +232,7 @@ def _legal_id(
     """(scheme, id) of the legal registration (BT-30 / BT-47), when known."""
     registry = party.company_registry
     scheme = (party.registry_scheme or "").strip() or None
+    source = "company_registry" if registry else "vat"
     try:
         if scheme == "0190" and registry:  # NL OIN, 20 digits
             return ("0190", _digits(registry))
@@ -251,9 +253,9 @@ def _legal_id(
             )
     except InvalidIdentifier as err:
         raise InvoiceDataError(
-            f"invalid company registry {registry!r}: {err.reason}",
+            f"invalid {source.replace('_', ' ')} {err.value!r}: {err.reason}",
             record=record,
-            field="company_registry",
+            field=source,
         ) from err
     if registry:
         return (scheme or "", registry.strip())
@@ -278,10 +280,23 @@ def _endpoint(
                 field="endpoint_id",
             ) from err
         scheme, _, ident = pid.partition(":")
+        if scheme == "0088" and not ean.is_valid(ident):  # PEPPOL-COMMON-R040
+            raise InvoiceDataError(
+                f"invalid GLN {party.endpoint_id!r}: wrong check digit",
+                record=record,
+                field="endpoint_id",
+            )
         return scheme, ident
     if party.registry_scheme == "0088" and party.company_registry:
-        pid = validate_peppol_id(party.company_registry, "0088")
-        return "0088", pid.partition(":")[2]
+        gln = _digits(party.company_registry)
+        if not ean.is_valid(gln) or len(gln) != 13:  # PEPPOL-COMMON-R040
+            raise InvoiceDataError(
+                f"invalid GLN {party.company_registry!r}: 13 digits with a valid "
+                "check digit expected",
+                record=record,
+                field="company_registry",
+            )
+        return "0088", gln
     if country == "FR" and party.company_registry:
         number = _digits(party.company_registry)
         if len(number) == 14:

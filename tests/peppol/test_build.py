@@ -153,6 +153,14 @@ def test_invalid_identifier_names_invoice_party_and_field() -> None:
         build_document(make_invoice(buyer=buyer))
     assert err.value.record == "invoice FV-2025-00042 buyer"
     assert err.value.field == "company_registry"
+    bad_vat = party("BE_BUYER", vat="BE0765881218")
+    with pytest.raises(InvoiceDataError, match="invalid vat") as err:
+        build_document(make_invoice(buyer=bad_vat))
+    assert err.value.field == "vat"
+    bad_gln = party("GLN", company_registry="5790000435969")
+    with pytest.raises(InvoiceDataError, match="invalid GLN") as err:
+        build_document(make_invoice(seller=bad_gln))
+    assert err.value.record == "invoice FV-2025-00042 seller"
 
 
 # --------------------------------------------------------- tax categories
