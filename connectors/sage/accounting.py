@@ -3,9 +3,8 @@
 Built by :func:`create` from a :class:`~sync_daemon.kernel.protocol.ConnectorContext`
 (entry point ``crm_sync.connectors: sage_accounting``). It implements the kernel
 protocols ``Connector``, ``CustomerSource``, ``DeletionSource``, ``CustomerSink``,
-``InvoiceSink`` and ``PaymentSource``, plus the consent helpers used by
-``crm-sync auth`` (:meth:`SageAccountingConnector.authorization_url` and
-:meth:`SageAccountingConnector.exchange_code`).
+``InvoiceSink``, ``PaymentSource`` and ``AuthorizationCodeFlow`` (the consent
+helpers driven by ``crm-sync auth``).
 
 Streams and cursors (ISO 8601 UTC timestamps, opaque to the engine):
 
@@ -180,13 +179,13 @@ class SageAccountingConnector:
 
     # ---------------------------------------------------------- consent flow
 
-    def authorization_url(self, state: str, redirect_uri: str | None = None) -> str:
-        """Browser URL of Sage's consent page for ``crm-sync auth``."""
-        return self.oauth.authorization_url(state, redirect_uri)
+    def authorization_url(self, *, redirect_uri: str | None = None, state: str) -> str:
+        """Browser URL of Sage's consent page (kernel ``AuthorizationCodeFlow``)."""
+        return self.oauth.authorization_url(state=state, redirect_uri=redirect_uri)
 
-    def exchange_code(self, code: str, redirect_uri: str | None = None) -> TokenSet:
-        """Store the tokens obtained for a consent code (single use)."""
-        return self.oauth.exchange_code(code, redirect_uri)
+    def exchange_code(self, *, code: str, redirect_uri: str | None = None) -> TokenSet:
+        """Store the tokens obtained for a consent code (single use, no retry)."""
+        return self.oauth.exchange_code(code=code, redirect_uri=redirect_uri)
 
     # -------------------------------------------------------- CustomerSource
 

@@ -89,7 +89,7 @@ class SageOAuth:
 
     # ---------------------------------------------------------------- consent flow
 
-    def authorization_url(self, state: str, redirect_uri: str | None = None) -> str:
+    def authorization_url(self, *, state: str, redirect_uri: str | None = None) -> str:
         """The browser URL where a person grants access to the application."""
         redirect = redirect_uri or self._settings.redirect_uri
         if not redirect:
@@ -109,7 +109,7 @@ class SageOAuth:
         joiner = "&" if urlsplit(base).query else "?"
         return f"{base}{joiner}{urlencode(params)}"
 
-    def exchange_code(self, code: str, redirect_uri: str | None = None) -> TokenSet:
+    def exchange_code(self, *, code: str, redirect_uri: str | None = None) -> TokenSet:
         """Trade a consent code for tokens and persist them; codes are single-use."""
         redirect = redirect_uri or self._settings.redirect_uri
         if not redirect:
@@ -273,8 +273,15 @@ class SageOAuth:
             return tokens
         payload = _json_or_empty(response)
         error = str(payload.get("error") or "")
-        if error == "invalid_grant":
+        if error == "invalid_grant" and body.get("grant_type") == "refresh_token":
             raise self._needs_reauth("Sage refused the refresh token (invalid_grant)")
+        if error == "invalid_grant":
+            # A spent or expired consent code: the stored tokens are unaffected.
+            raise SageNeedsReauthorisation(
+                "Sage refused the consent code (invalid_grant); start 'crm-sync "
+                "auth' again",
+                record=self._record,
+            )
         if error in {"invalid_client", "unauthorized_client"}:
             raise SageConfigurationError(
                 f"Sage refused the OAuth client ({error}); check client_id/secret",

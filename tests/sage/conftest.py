@@ -68,7 +68,7 @@ def make_connector(
             backend_id=7,
         )
         if authorise:
-            connector.exchange_code(sandbox.issue_code(business_id))
+            connector.exchange_code(code=sandbox.issue_code(business_id))
         built.append(connector)
         return connector
 

@@ -7,11 +7,17 @@ rule (look up before any re-POST) and a run under 10 % injected faults.
 from __future__ import annotations
 
 from decimal import Decimal
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 
 from connectors.sage.accounting import SageAccountingConnector
-from connectors.sage.errors import BusinessMismatch, SageDataError
+from connectors.sage.errors import (
+    BusinessMismatch,
+    SageDataError,
+    SageNeedsReauthorisation,
+)
 from connectors.sage.sandbox_accounting import (
     BE_BUSINESS,
     LEAD_BUSINESS,
@@ -22,6 +28,7 @@ from connectors.sage.seed import seed_customers
 from sync_daemon.kernel.errors import RetryableError
 from sync_daemon.kernel.models import Address, Customer, RemoteRef
 from sync_daemon.kernel.protocol import (
+    AuthorizationCodeFlow,
     Connector,
     CustomerSink,
     CustomerSource,
@@ -343,3 +350,25 @@ def test_ten_percent_faults_end_state_is_exact(make_connector: MakeConnector) ->
         assert sum(faults.injected.values()) >= 5
         assert len(sandbox.refresh_log) >= 3
         assert len(set(sandbox.refresh_log)) == len(sandbox.refresh_log)
+
+
+def test_consent_flow_through_the_sandbox(
+    accounting_sandbox: SageAccountingSandbox, make_connector: MakeConnector
+) -> None:
+    connector = make_connector(accounting_sandbox, authorise=False)
+    assert isinstance(connector, AuthorizationCodeFlow)
+    assert connector.check().credentials_state == "missing"
+    redirect = "http://127.0.0.1:8765/callback"
+    url = connector.authorization_url(redirect_uri=redirect, state="st-1")
+    query = parse_qs(urlsplit(url).query)
+    assert query["client_id"] == ["sandbox-client"]
+    assert query["filter"] == ["apiv3.1"] and query["state"] == ["st-1"]
+    answer = requests.get(url, allow_redirects=False, timeout=5)
+    location = parse_qs(urlsplit(answer.headers["Location"]).query)
+    assert location["state"] == ["st-1"]
+    tokens = connector.exchange_code(code=location["code"][0], redirect_uri=redirect)
+    assert tokens.refresh_token and tokens.refresh_expires_at
+    assert connector.check().credentials_state == "valid"
+    with pytest.raises(SageNeedsReauthorisation):  # codes are single-use
+        connector.exchange_code(code=location["code"][0], redirect_uri=redirect)
+    assert connector.check().credentials_state == "valid"  # stored tokens intact

@@ -97,7 +97,7 @@ def test_refresh_token_lifetime_is_stored(load_case: Any, tmp_path: Path) -> Non
         sleep=lambda _: None,
         session_factory=lambda: scripted_session(adapter),
     )
-    tokens = oauth.exchange_code("CODE-1")
+    tokens = oauth.exchange_code(code="CODE-1")
     assert tokens.access_token == "SAT-1"
     assert tokens.expires_at == now + timedelta(seconds=300)
     assert tokens.refresh_expires_at == now + timedelta(seconds=2678400)
@@ -125,7 +125,7 @@ def test_warning_five_days_before_refresh_token_expiry(
         sleep=lambda _: None,
         session_factory=lambda: scripted_session(adapter),
     )
-    tokens = oauth.exchange_code("CODE-1", "http://127.0.0.1/cb")
+    tokens = oauth.exchange_code(code="CODE-1", redirect_uri="http://127.0.0.1/cb")
     assert tokens.refresh_expires_at is not None
 
     moment[0] = tokens.refresh_expires_at - timedelta(days=days, minutes=1)
@@ -253,7 +253,7 @@ def test_fresh_session_per_token_request(tmp_path: Path) -> None:
         sleep=lambda _: None,
         session_factory=factory,
     )
-    oauth.exchange_code("C", "http://127.0.0.1/cb")
+    oauth.exchange_code(code="C", redirect_uri="http://127.0.0.1/cb")
     store.save(
         "k",
         store.load("k").model_copy(  # type: ignore[union-attr]
