@@ -29,6 +29,9 @@ _logger = logging.getLogger(__name__)
 _MINUTE = timedelta(minutes=1)
 #: A little slack after a reset moment, for clock skew between us and Exact.
 RESET_SLACK = timedelta(milliseconds=250)
+#: Slack on our rolling minute: a call may reach Exact later than we sent it, so
+#: the 61st call waits a second past the minute of the first one.
+WINDOW_SLACK = timedelta(seconds=1)
 
 
 def epoch_ms(value: str | None) -> datetime | None:
@@ -139,7 +142,7 @@ class RateLimiter:
             while calls and calls[0] <= now - _MINUTE:
                 calls.popleft()
             if len(calls) >= self._max_per_minute:
-                window = (calls[0] + _MINUTE - now).total_seconds()
+                window = (calls[0] + _MINUTE + WINDOW_SLACK - now).total_seconds()
                 wait = max(wait, window)
         return wait
 

@@ -122,6 +122,19 @@ class SandboxStats:
     calls_per_minute: dict[int, int] = field(default_factory=dict)
     #: Every refresh token ever presented, with how often.
     refresh_tokens_presented: dict[str, int] = field(default_factory=dict)
+    #: Moment of every accepted division call (for rolling-minute peaks).
+    call_times: list[datetime] = field(default_factory=list)
+
+    def peak_rolling_minute(self) -> int:
+        """Most division calls accepted in any 60-second span."""
+        times = sorted(self.call_times)
+        best = 0
+        start = 0
+        for end, moment in enumerate(times):
+            while moment - times[start] >= timedelta(minutes=1):
+                start += 1
+            best = max(best, end - start + 1)
+        return best
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +148,7 @@ class SandboxStats:
             "faults": dict(self.faults),
             "posts": dict(self.posts),
             "peak_calls_per_minute": max(self.calls_per_minute.values(), default=0),
+            "peak_calls_rolling_minute": self.peak_rolling_minute(),
         }
 
 
@@ -537,6 +551,7 @@ class ExactSandbox:
         self.stats.division_calls += 1
         per_minute = self.stats.calls_per_minute
         per_minute[window] = per_minute.get(window, 0) + 1
+        self.stats.call_times.append(now)
         return None, {
             "X-RateLimit-Limit": str(self.daily_limit),
             "X-RateLimit-Remaining": str(self.daily_limit - div.day_calls),
