@@ -34,6 +34,7 @@ from stdnum import ean
 
 from sync_daemon.kernel.identifiers import (
     InvalidIdentifier,
+    compact_registry,
     compact_vat,
     validate_peppol_id,
     validate_registry,
@@ -226,6 +227,36 @@ def _registry_from_vat(vat: str, country: str) -> str | None:
     return None
 
 
+#: Legal-id scheme per country, for the countries whose registry we know.
+_LEGAL_SCHEME = {
+    "BE": "0208",
+    "NL": "0106",
+    "FR": "0002",
+    "NO": "0192",
+    "SE": "0007",
+    "DK": "0184",
+}
+#: Registries whose Peppol rule checks only the shape (digits and length), not a
+#: check digit (PEPPOL-COMMON-R042 for DK; none for NL KvK and FR SIREN/SIRET).
+_SHAPE_ONLY = {"NL": (8,), "DK": (8,), "FR": (9, 14)}
+
+
+def _registry_number(number: str, country: str) -> str:
+    """The registry number checked as strictly as the Peppol rules check it.
+
+    BE (R043), SE (R049) and NO (R041) must pass their check digit; NL, DK and FR
+    numbers of the right length are accepted even when python-stdnum's checksum
+    disagrees (some issued numbers do not follow it).
+    """
+    try:
+        return validate_registry(number, country)
+    except InvalidIdentifier:
+        digits = _digits(compact_registry(number, country))
+        if len(digits) in _SHAPE_ONLY.get(country, ()):
+            return digits
+        raise
+
+
 def _legal_id(
     party: Party, country: str, vat: str | None, record: str
 ) -> tuple[str, str] | None:
@@ -238,19 +269,15 @@ def _legal_id(
             return ("0190", _digits(registry))
         if scheme == "0088":
             return None  # a GLN identifies a location, not a legal entity
-        if country in {"BE", "NL", "FR", "NO", "SE", "DK"}:
+        national = _LEGAL_SCHEME.get(country)
+        if national and (scheme is None or scheme in {national, "0009"}):
             number = registry or _registry_from_vat(vat or "", country)
             if not number:
                 return None
-            number = validate_registry(number, country)
+            number = _registry_number(number, country)
             if country == "FR":
                 return ("0002", number[:9])  # legal id is the SIREN
-            return (
-                {"BE": "0208", "NL": "0106", "NO": "0192", "SE": "0007"}.get(
-                    country, "0184"
-                ),
-                number,
-            )
+            return (national, number)
     except InvalidIdentifier as err:
         raise InvoiceDataError(
             f"invalid {source.replace('_', ' ')} {err.value!r}: {err.reason}",
@@ -259,6 +286,23 @@ def _legal_id(
         ) from err
     if registry:
         return (scheme or "", registry.strip())
+    return None
+
+
+#: Registry schemes whose Peppol rule checks only the shape, with their country.
+_SHAPE_ONLY_SCHEMES = {"0184": "DK", "0106": "NL", "0002": "FR", "0009": "FR"}
+
+
+def _shape_only_endpoint(value: str, scheme: str | None) -> str | None:
+    """``scheme:id`` for a registry id that Peppol accepts by shape, else None."""
+    text = f"{scheme}:{value}" if scheme else str(value)
+    head, _, ident = text.strip().partition(":")
+    country = _SHAPE_ONLY_SCHEMES.get(head.strip())
+    if country is None:
+        return None
+    digits = _digits(compact_registry(ident, country))
+    if len(digits) in _SHAPE_ONLY[country] and digits == _digits(ident):
+        return f"{head.strip()}:{digits}"
     return None
 
 
@@ -274,11 +318,13 @@ def _endpoint(
         try:
             pid = validate_peppol_id(party.endpoint_id, party.endpoint_scheme)
         except InvalidIdentifier as err:
-            raise InvoiceDataError(
-                f"invalid Peppol endpoint {party.endpoint_id!r}: {err.reason}",
-                record=record,
-                field="endpoint_id",
-            ) from err
+            pid = _shape_only_endpoint(party.endpoint_id, party.endpoint_scheme)
+            if pid is None:
+                raise InvoiceDataError(
+                    f"invalid Peppol endpoint {party.endpoint_id!r}: {err.reason}",
+                    record=record,
+                    field="endpoint_id",
+                ) from err
         scheme, _, ident = pid.partition(":")
         if scheme == "0088" and not ean.is_valid(ident):  # PEPPOL-COMMON-R040
             raise InvoiceDataError(
@@ -303,6 +349,15 @@ def _endpoint(
             return "0009", number  # SIRET addresses an establishment
     if legal and legal[0] in {"0208", "0106", "0190", "0192", "0007", "0184", "0002"}:
         return legal
+    national = _LEGAL_SCHEME.get(country)
+    from_vat = _registry_from_vat(vat or "", country) if national else None
+    if national and from_vat:
+        try:
+            number = _registry_number(from_vat, country)
+        except InvalidIdentifier:
+            number = None
+        if number:
+            return ("0002", number[:9]) if country == "FR" else (national, number)
     if vat and country in VAT_SCHEME_BY_COUNTRY:
         return VAT_SCHEME_BY_COUNTRY[country], vat
     raise InvoiceDataError(
@@ -557,6 +612,12 @@ def party_vals(party: Party, *, with_vat: bool, record: str) -> Vals:
     vals: Vals = {
         # PEPPOL-EN16931-R010/R020; the scheme must be on the EAS list (CL008)
         "cbc:EndpointID": (ids.endpoint_id, {"schemeID": ids.endpoint_scheme}),
+        # a GLN also identifies the party (BT-29/BT-46), which helps BR-CO-26
+        "cac:PartyIdentification": {
+            "cbc:ID": (ids.endpoint_id, {"schemeID": "0088"})
+            if ids.endpoint_scheme == "0088"
+            else None
+        },
         "cac:PartyName": {"cbc:Name": party.name},
         "cac:PostalAddress": address_vals(party.address, record=record),
     }

@@ -307,6 +307,22 @@ def test_country_endpoint_and_legal_ids() -> None:
     assert party_identifiers(de).participant_id == "9930:DE136695976"
 
 
+def test_registry_checked_as_strictly_as_peppol_does() -> None:
+    # PEPPOL-COMMON-R042 checks only the shape of a CVR; stdnum's checksum fails
+    dk = party("DK", vat=None, company_registry="DK12345678")
+    assert party_identifiers(dk).participant_id == "0184:12345678"
+    explicit = party("DK", endpoint_id="DK12345678", endpoint_scheme="0184")
+    assert party_identifiers(explicit).participant_id == "0184:12345678"
+    # R043 checks the Belgian check digit, so a wrong one is refused
+    with pytest.raises(InvoiceDataError):
+        party_identifiers(party("BE_BUYER", company_registry="0765881218"))
+    # a registry under another scheme than the country's is written as given
+    swiss = party("SE", company_registry="39937423947", registry_scheme="0183")
+    ids = party_identifiers(swiss)
+    assert (ids.legal_scheme, ids.legal_id) == ("0183", "39937423947")
+    assert ids.participant_id == "0007:5560360793"  # from the VAT number
+
+
 def test_party_without_any_identifier_is_refused() -> None:
     buyer = party("BE_BUYER", vat=None)
     with pytest.raises(InvoiceDataError, match="no Peppol endpoint") as err:
