@@ -92,6 +92,8 @@ class DaemonSettings(BaseSettings):
     poll_seconds: float = Field(default=60.0, gt=0)
     #: Records per Odoo write batch and per keyset page (Odoo's add-on caps at 500).
     page_size: int = Field(default=500, ge=1, le=500)
+    #: Remote records written to Odoo per batch (one create + one link upsert).
+    batch_size: int = Field(default=1000, ge=1, le=5000)
     #: Auto-link a record without identifiers on an exact name + postcode match
     #: when neither side has an identifier (else it becomes a proposal).
     link_on_name_and_postcode: bool = True
@@ -167,8 +169,9 @@ log_level = "INFO"
 log_format = "text"
 # How often (seconds) the backends and their schedules are re-read from Odoo.
 poll_seconds = 60
-# Records per Odoo batch (at most 500).
+# Rows per Odoo read (at most 500) and remote records per Odoo write batch.
 page_size = 500
+batch_size = 1000
 # Link records that carry no identifier on an exact name + postcode match.
 link_on_name_and_postcode = true
 

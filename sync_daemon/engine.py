@@ -193,7 +193,10 @@ class BackendRun:
     :param state: the local state store.
     :param backend: the backend's configuration read from Odoo.
     :param connector: the backend's connector (capabilities detected at run time).
-    :param stop: returns True when the daemon must stop after the current page.
+    :param page_size: rows per Odoo read (at most 500).
+    :param batch_size: remote records gathered before Odoo is written (one create
+        and one link upsert per batch); the cursor moves once per batch.
+    :param stop: returns True when the daemon must stop after the current batch.
     :param progress: called with (stream, records done so far) after each page.
     :param clock: the current UTC time (tests pass a fake).
     """
@@ -206,6 +209,7 @@ class BackendRun:
         backend: BackendConfig,
         connector: Connector,
         page_size: int = 500,
+        batch_size: int = 1000,
         link_on_name_and_postcode: bool = True,
         retry: RetryPolicy | None = None,
         stop: Callable[[], bool] = lambda: False,
@@ -217,6 +221,7 @@ class BackendRun:
         self.backend = backend
         self.connector = connector
         self.page_size = page_size
+        self.batch_size = max(1, batch_size)
         self.link_on_name_and_postcode = link_on_name_and_postcode
         self.retry = retry or RetryPolicy()
         self.stop = stop
@@ -646,13 +651,30 @@ class BackendRun:
         assert isinstance(self.connector, CustomerSource)
         cursor = self.state.get_cursor(self.bid, "customers")
         done = 0
-        for page in self.connector.pull_customers(cursor):
-            result = self._process_customers(page.records, page.rejected)
-            self.state.commit_page(self.bid, "customers", page.cursor, result.snapshots)
-            done += len(page.records) + len(page.rejected)
+        records: list[Customer] = []
+        rejected: list[tuple[str, Exception]] = []
+        last_cursor: str | None = None
+
+        def flush() -> None:
+            nonlocal records, rejected, done, last_cursor
+            result = self._process_customers(records, rejected)
+            self.state.commit_page(self.bid, "customers", last_cursor, result.snapshots)
+            done += len(records) + len(rejected)
+            records, rejected, last_cursor = [], [], None
             self.progress("customers", done)
-            if self.stop():
-                raise RunStopped
+
+        # connector pages are gathered into batches of ``batch_size`` records so
+        # that Odoo sees one create and one link upsert per batch
+        for page in self.connector.pull_customers(cursor):
+            records.extend(page.records)
+            rejected.extend(page.rejected)
+            last_cursor = page.cursor
+            if len(records) + len(rejected) >= self.batch_size or self.stop():
+                flush()
+                if self.stop():
+                    raise RunStopped
+        if records or rejected or last_cursor:
+            flush()
 
     def _match_index(self) -> MatchIndex:
         if self._index is None:

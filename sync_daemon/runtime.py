@@ -140,6 +140,7 @@ class Daemon:
                 backend=backend,
                 connector=connector,
                 page_size=self.settings.page_size,
+                batch_size=self.settings.batch_size,
                 link_on_name_and_postcode=self.settings.link_on_name_and_postcode,
                 stop=self._stop.is_set,
                 progress=progress,

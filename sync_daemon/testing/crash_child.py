@@ -1,0 +1,42 @@
+"""One engine run in a child process, for the crash test (``kill -9`` at random).
+
+``python -m sync_daemon.testing.crash_child URL DB STATE_DIR LEDGER BACKEND_ID``
+runs one full run of the backend against the (fake) Odoo at URL with the double
+ledger, then exits 0. The parent kills it at random points and checks that after
+a final clean run nothing is duplicated and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..engine import BackendConfig, BackendRun
+from ..gateway import OdooGateway
+from ..retry import RetryPolicy
+from ..state import StateStore
+from .double import DoubleConnector, DoubleLedger
+
+
+def main(argv: list[str]) -> int:
+    url, database, state_dir, ledger_path, backend_id = argv
+    gateway = OdooGateway(
+        url, database, "sync-bot", "secret", timeout=30, retry=RetryPolicy(attempts=2)
+    ).connect()
+    [row] = [
+        r
+        for r in gateway.call("crm.sync.backend", "daemon_get_config")
+        if r["id"] == int(backend_id)
+    ]
+    result = BackendRun(
+        gateway=gateway,
+        state=StateStore(state_dir),
+        backend=BackendConfig.from_odoo(row),
+        connector=DoubleConnector(DoubleLedger(ledger_path), page_size=100),
+        page_size=500,
+    ).run()
+    print(result.outcome, vars(result.counts), flush=True)
+    return 0 if result.outcome == "success" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
