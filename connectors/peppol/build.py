@@ -318,13 +318,14 @@ def _endpoint(
         try:
             pid = validate_peppol_id(party.endpoint_id, party.endpoint_scheme)
         except InvalidIdentifier as err:
-            pid = _shape_only_endpoint(party.endpoint_id, party.endpoint_scheme)
-            if pid is None:
+            shaped = _shape_only_endpoint(party.endpoint_id, party.endpoint_scheme)
+            if shaped is None:
                 raise InvoiceDataError(
                     f"invalid Peppol endpoint {party.endpoint_id!r}: {err.reason}",
                     record=record,
                     field="endpoint_id",
                 ) from err
+            pid = shaped
         scheme, _, ident = pid.partition(":")
         if scheme == "0088" and not ean.is_valid(ident):  # PEPPOL-COMMON-R040
             raise InvoiceDataError(
@@ -355,7 +356,7 @@ def _endpoint(
         try:
             number = _registry_number(from_vat, country)
         except InvalidIdentifier:
-            number = None
+            number = ""
         if number:
             return ("0002", number[:9]) if country == "FR" else (national, number)
     if vat and country in VAT_SCHEME_BY_COUNTRY:
