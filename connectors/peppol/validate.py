@@ -238,9 +238,10 @@ class Validator:
                     ),
                 ),
             )
-        errors = list(self._xsd(tree, kind))
         text = etree.tostring(tree, encoding="unicode")
+        # one document at a time: the schemas' error logs and Saxon are shared
         with self._lock:
+            errors = list(self._xsd(tree, kind))
             node = self._processor.parse_xml(xml_text=text)
             outputs = [
                 sheet.transform_to_string(xdm_node=node) for sheet in self._stylesheets
