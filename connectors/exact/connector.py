@@ -15,8 +15,9 @@ backend settings — a missing or ambiguous division stops here — and returns 
 - ``PaymentSource``: open amount and paid state per invoice (and its customer) from
   ``sync/Cashflow/Receivables``.
 
-It also offers the authorization-code helpers of ``crm-sync auth``:
-:meth:`ExactConnector.authorization_url` and :meth:`ExactConnector.exchange_code`.
+It also implements the kernel's optional ``AuthorizationCodeFlow`` used by
+``crm-sync auth``: :meth:`ExactConnector.authorization_url` and
+:meth:`ExactConnector.exchange_code` (``redirect_uri`` defaults to the setting).
 
 Cursors are plain decimal ``Timestamp`` values, except in the middle of a bulk
 initial load, where they read ``bulk <timestamp> <next url>`` so that a crash
@@ -259,12 +260,15 @@ class ExactConnector:
 
     # ==================================================== auth (crm-sync auth)
 
-    def authorization_url(self, state: str, redirect_uri: str | None = None) -> str:
-        """The browser URL that starts Exact's consent."""
+    def authorization_url(self, *, state: str, redirect_uri: str | None = None) -> str:
+        """The browser URL that starts Exact's consent (``crm-sync auth``)."""
         return self.tokens.authorization_url(state, self._redirect(redirect_uri))
 
-    def exchange_code(self, code: str, redirect_uri: str | None = None) -> TokenSet:
-        """Trade the code Exact sent to the redirect URI for stored tokens."""
+    def exchange_code(self, *, code: str, redirect_uri: str | None = None) -> TokenSet:
+        """Trade the code Exact sent to the redirect URI for stored tokens.
+
+        Called once per code and never retried: codes are single-use.
+        """
         return self.tokens.exchange_code(code, self._redirect(redirect_uri))
 
     def _redirect(self, redirect_uri: str | None) -> str:

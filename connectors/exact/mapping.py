@@ -129,6 +129,15 @@ def _to_int(value: Any) -> Any:
     return value
 
 
+def _to_str(value: Any) -> Any:
+    """KvK numbers arrive as text or as a number that lost its leading zero."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    return _blank_to_none(value)
+
+
 Text = Annotated[str | None, BeforeValidator(_blank_to_none)]
 Amount = Annotated[Decimal | None, BeforeValidator(_to_decimal)]
 Rowversion = Annotated[int | None, BeforeValidator(_to_int)]
@@ -167,18 +176,6 @@ class ExactAccount(_ExactRow):
     SalesCurrency: Text = None
     Modified: ODataDateTime = None
     Timestamp: Rowversion = None
-
-
-def _to_str(value: Any) -> Any:
-    """KvK numbers arrive as text or as a number that lost its leading zero."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return str(value)
-    return _blank_to_none(value)
-
-
-ExactAccount.model_rebuild()
 
 
 class ExactDeleted(_ExactRow):

@@ -66,17 +66,17 @@ def test_consent_flow_then_check(
         settings=base_settings(base_url=sandbox.url), store=memory_store, clock=clock
     )
     assert connector.check().credentials_state == "needs_reauth"
-    url = connector.authorization_url("xyz")
+    url = connector.authorization_url(state="xyz")
     answer = requests.get(url, allow_redirects=False, timeout=5)
     assert answer.status_code == 302
     query = parse_qs(urlsplit(answer.headers["Location"]).query)
     assert query["state"] == ["xyz"]
-    tokens = connector.exchange_code(query["code"][0])
+    tokens = connector.exchange_code(code=query["code"][0])
     assert memory_store.tokens["exact:test"] == tokens
     report = connector.check()
     assert report.credentials_state == "valid", report
     with pytest.raises(ExactNeedsReauthorisation):
-        connector.exchange_code(query["code"][0])  # codes are single-use
+        connector.exchange_code(code=query["code"][0])  # codes are single-use
     connector.close()
 
 
@@ -376,3 +376,17 @@ def test_every_post_fails_after_commit_yet_nothing_is_duplicated(
         )
         for i in range(3)
     ]
+
+
+def test_initial_load_through_the_sync_api(
+    sandbox_factory: Any, clock: FakeClock, memory_store: MemoryTokenStore
+) -> None:
+    sandbox = sandbox_factory(accounts=1500)
+    connector = sandbox_connector(sandbox, memory_store, clock, initial_load="sync")
+    pages = list(connector.pull_customers(None))
+    assert sum(len(p.records) for p in pages) == 1500
+    assert [p.cursor for p in pages][-1] == str(
+        max(row["Timestamp"] for row in sandbox.rows("accounts"))
+    )
+    assert all("sync/CRM/Accounts" in url for url in connector.client.stats.urls)
+    assert "Timestamp%20gt%201" in connector.client.stats.urls[0]

@@ -16,6 +16,7 @@ from connectors.exact.settings import ExactSettings
 from sync_daemon.kernel.errors import ConfigurationError
 from sync_daemon.kernel.models import Invoice, InvoiceLine, Party
 from sync_daemon.kernel.protocol import (
+    AuthorizationCodeFlow,
     Connector,
     ConnectorContext,
     CustomerSink,
@@ -254,9 +255,10 @@ def test_connector_implements_the_kernel_protocols(clock: FakeClock) -> None:
             CustomerSink,
             InvoiceSink,
             PaymentSource,
+            AuthorizationCodeFlow,
         ):
             assert isinstance(connector, protocol), protocol
-        url = connector.authorization_url("state-1")
+        url = connector.authorization_url(state="state-1")
         assert url.startswith("https://start.exactonline.nl/api/oauth2/auth?")
         assert "response_type=code" in url and "state=state-1" in url
     finally:

@@ -326,7 +326,7 @@ def test_expires_in_string_or_number(clock: FakeClock, value: Any) -> None:
 
     store = MemoryTokenStore()
     connector, _ = _memory_connector(clock, handler, store)
-    tokens = connector.exchange_code("code-1")
+    tokens = connector.exchange_code(code="code-1")
     assert tokens.expires_at == clock.now() + timedelta(seconds=600)
     assert tokens.base_url == connector.settings.host
 
@@ -338,7 +338,7 @@ def test_expires_in_garbage_names_the_field(clock: FakeClock) -> None:
 
     connector, _ = _memory_connector(clock, handler, MemoryTokenStore())
     with pytest.raises(Exception) as caught:
-        connector.exchange_code("code-1")
+        connector.exchange_code(code="code-1")
     assert getattr(caught.value, "field", None) == "expires_in"
 
 
