@@ -327,7 +327,28 @@ class BackendRun:
     def _upsert_links(self, links: list[dict[str, Any]]) -> None:
         if not links:
             return
-        ids = self.gateway.call("crm.sync.link", "daemon_upsert_links", links)
+        try:
+            ids = self.gateway.call("crm.sync.link", "daemon_upsert_links", links)
+        except DataError as err:
+            if len(links) == 1:
+                vals = links[0]
+                self._raise_issues(
+                    [
+                        self._dead_letter(
+                            "links",
+                            str(vals["external_id"]),
+                            err,
+                            res_model=vals["res_model"],
+                            res_id=int(vals["res_id"]),
+                        )
+                    ]
+                )
+                return
+            # the add-on refuses a whole batch for one bad item: find it
+            middle = len(links) // 2
+            self._upsert_links(links[:middle])
+            self._upsert_links(links[middle:])
+            return
         for vals, link_id in zip(links, ids, strict=False):
             if vals["res_model"] == PARTNER:
                 self.links[vals["external_id"]] = _Link(
@@ -828,6 +849,30 @@ class BackendRun:
     def _apply_updates(
         self, updates: list[tuple[Customer, int, bool]], page: _Page
     ) -> None:
+        claimed: dict[int, str] = {}
+        kept = []
+        for customer, partner_id, first in updates:
+            # a partner is linked to one external record per backend: a second
+            # remote record for it is a duplicate in the remote, not a new link
+            owner = self.partner_links.get(partner_id) or claimed.get(partner_id)
+            if first and owner and owner != customer.external_id:
+                page.issues.append(
+                    self._issue(
+                        "duplicate",
+                        f"{self.backend.name} record {customer.external_id} matches "
+                        f"Odoo customer {partner_id}, already linked to record "
+                        f"{owner}: the remote holds a duplicate",
+                        external_id=customer.external_id,
+                        payload=customer.model_dump_json(),
+                        suggestions=[
+                            {"partner_id": partner_id, "score": 1.0, "reason": "linked"}
+                        ],
+                    )
+                )
+                continue
+            claimed.setdefault(partner_id, customer.external_id)
+            kept.append((customer, partner_id, first))
+        updates = kept
         rows, children = self._read_partners(pid for _, pid, _ in updates)
         for customer, partner_id, first in updates:
             external_id = customer.external_id

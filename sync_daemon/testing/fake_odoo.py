@@ -1030,6 +1030,18 @@ class FakeOdoo:
                 if not vals.get(key):
                     raise _validation(f"links[{len(ids)}]: missing value for {key}")
             key = (vals["backend_id"], vals["res_model"], vals["external_id"])
+            for other in self.data["crm.sync.link"].values():
+                if (
+                    (other["backend_id"], other["res_model"], other["res_id"])
+                    == (vals["backend_id"], vals["res_model"], vals["res_id"])
+                    and other["external_id"] != vals["external_id"]
+                    and other["state"] != "unlinked"
+                ):
+                    raise _validation(
+                        f"Cannot link {vals['res_model']} {vals['res_id']} to external "
+                        f"id {vals['external_id']!r}: it is already linked to external "
+                        f"id {other['external_id']!r} (field external_id)"
+                    )
             link_id = index.get(key)
             if link_id is None:
                 link_id = len(self.data["crm.sync.link"]) + 1

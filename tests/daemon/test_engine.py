@@ -376,3 +376,23 @@ def test_incoming_einvoices_become_draft_bills_once(env: Env) -> None:
     assert moves[0]["partner_id"] == supplier["id"]
     [attachment] = env.fake.records("ir.attachment")
     assert attachment["res_id"] == moves[0]["id"]
+
+
+def test_two_remote_records_for_one_partner_are_a_duplicate(env: Env) -> None:
+    env.fake.seed(
+        "res.partner",
+        {
+            "id": 101,
+            "name": "Fictief Software",
+            "is_company": True,
+            "vat": "BE0447123478",
+            "country_id": env.fake.country_id("BE"),
+        },
+    )
+    env.ledger.put_customer(_customer("A", "Fictief Software", "BE0447123478"))
+    env.ledger.put_customer(_customer("B", "Fictief Software bis", "BE 0447 123 478"))
+    result = env.run()
+    assert env.links()["A"]["res_id"] == 101 and "B" not in env.links()
+    [issue] = env.issues("duplicate")
+    assert issue["external_id"] == "B" and "already linked" in issue["message"]
+    assert result.counts.created == 0
