@@ -296,3 +296,27 @@ def test_invalid_sending_setting(tmp_path: Path) -> None:
     transport = DirectoryTransport(tmp_path / "out", tmp_path / "in")
     with pytest.raises(ConfigurationError, match="sending"):
         PeppolConnector(access_point=transport, sending="both")
+
+
+def test_directory_refuses_a_different_document_under_a_used_number(
+    tmp_path: Path,
+) -> None:
+    transport = DirectoryTransport(tmp_path / "out", tmp_path / "in")
+    first = transport.submit(
+        b"<a/>", number="FV-1", recipient="x", kind="invoice", idempotency_key="k"
+    )
+    assert first.status == "delivered"
+    with pytest.raises(AccessPointRejected, match="other content"):
+        transport.submit(
+            b"<b/>", number="FV-1", recipient="x", kind="invoice", idempotency_key="k"
+        )
+    transport.mark_read("not-there.xml")  # harmless
+
+
+def test_inbox_item_that_is_not_base64_is_refused(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/api/v1/inbox").respond_with_json(
+        {"items": [{"id": "7", "document": "***"}]}
+    )
+    with pytest.raises(AccessPointRejected, match="base64") as err:
+        _ap(httpserver).inbox()
+    assert err.value.record == "7"
