@@ -1,0 +1,1 @@
+"""The X3 WSDL and the SOAP-encoding schema, shipped as package data."""
