@@ -31,6 +31,4 @@
         "data/crm_sync_backend_demo.xml",
     ],
     "post_init_hook": "post_init_hook",
-    "installable": True,
-    "application": False,
 }

@@ -9,12 +9,10 @@ class CrmLead(models.Model):
         compute="_compute_customer_summary",
     )
     customer_receivable = fields.Monetary(
-        string="Customer Receivable",
         currency_field="customer_currency_id",
         compute="_compute_customer_summary",
     )
     customer_overdue = fields.Monetary(
-        string="Customer Overdue",
         currency_field="customer_currency_id",
         compute="_compute_customer_summary",
     )

@@ -2,7 +2,7 @@ from datetime import datetime, time, timedelta
 
 import pytz
 
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 from odoo.addons.base.models.res_partner import _lang_get, _tz_get
 
@@ -66,7 +66,7 @@ class CrmSyncBackend(models.Model):
         _tz_get,
         string="Time Zone",
         required=True,
-        default=_default_tz,
+        default=lambda self: self._default_tz(),
         help="Time zone in which the daily run time is read.",
     )
     lang = fields.Selection(
@@ -107,7 +107,7 @@ class CrmSyncBackend(models.Model):
         comodel_name="crm.sync.ownership",
         inverse_name="backend_id",
         string="Field Ownership",
-        default=_default_ownership_ids,
+        default=lambda self: self._default_ownership_ids(),
         copy=True,
     )
 
@@ -191,7 +191,7 @@ class CrmSyncBackend(models.Model):
             groups = backend.ownership_ids.mapped("field_group")
             if len(groups) != len(set(groups)):
                 raise ValidationError(
-                    _(
+                    self.env._(
                         "Backend %(backend)s: each field group may have only one "
                         "owner (field Field Ownership).",
                         backend=backend.display_name,
@@ -207,7 +207,7 @@ class CrmSyncBackend(models.Model):
         self.write({"run_requested": True})
         for backend in self:
             backend.message_post(
-                body=_("Run requested by %s.", self.env.user.name),
+                body=self.env._("Run requested by %s.", self.env.user.name),
                 subtype_xmlid="mail.mt_note",
             )
         return True
@@ -224,17 +224,17 @@ class CrmSyncBackend(models.Model):
         }
 
     def action_view_links(self):
-        return self._action_open("crm.sync.link", _("Links"), [])
+        return self._action_open("crm.sync.link", self.env._("Links"), [])
 
     def action_view_issues(self):
         return self._action_open(
             "crm.sync.issue",
-            _("Sync Issues"),
+            self.env._("Sync Issues"),
             [("state", "in", ("open", "action_pending"))],
         )
 
     def action_view_runs(self):
-        return self._action_open("crm.sync.run", _("Runs"), [])
+        return self._action_open("crm.sync.run", self.env._("Runs"), [])
 
     # ------------------------------------------------------------
     # BUSINESS
@@ -299,7 +299,7 @@ class CrmSyncBackend(models.Model):
         missing = ids - set(backends.ids)
         if missing:
             raise ValidationError(
-                _(
+                self.env._(
                     "%(what)s: crm.sync.backend %(ids)s (field backend_id) does not "
                     "exist or is not visible to you.",
                     what=what,

@@ -2,7 +2,7 @@ import json
 
 from markupsafe import Markup, escape
 
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
 from ..tools.daemon import (
@@ -99,7 +99,6 @@ class CrmSyncIssue(models.Model):
     requested_action = fields.Selection(ISSUE_ACTIONS, readonly=True, tracking=True)
     chosen_partner_id = fields.Many2one(
         comodel_name="res.partner",
-        string="Chosen Partner",
         tracking=True,
     )
     action_requested_by_id = fields.Many2one(
@@ -162,7 +161,7 @@ class CrmSyncIssue(models.Model):
                 ].partner_id
             if not target:
                 raise UserError(
-                    _(
+                    self.env._(
                         "Issue %(issue)s: choose a partner (field Chosen Partner) or "
                         "a suggestion before linking.",
                         issue=issue.display_name,
@@ -189,7 +188,7 @@ class CrmSyncIssue(models.Model):
         done = self.filtered(lambda issue: issue.state == "done")
         if done:
             raise UserError(
-                _(
+                self.env._(
                     "Issue %(issue)s is already done; it cannot take a new action.",
                     issue=done[0].display_name,
                 )
@@ -205,13 +204,13 @@ class CrmSyncIssue(models.Model):
                     "action_requested_at": now,
                 }
             )
-            body = _(
+            body = self.env._(
                 "%(user)s requested: %(action)s.",
                 user=self.env.user.name,
                 action=labels[action],
             )
             if action == "link":
-                body = _(
+                body = self.env._(
                     "%(user)s requested: link to %(partner)s.",
                     user=self.env.user.name,
                     partner=issue.chosen_partner_id.display_name,
@@ -231,7 +230,7 @@ class CrmSyncIssue(models.Model):
         res_model = vals.get("res_model") or False
         if res_model and res_model not in self.env:
             raise ValidationError(
-                _(
+                self.env._(
                     "%(what)s: field res_model names an unknown model %(model)r.",
                     what=what,
                     model=res_model,
@@ -248,7 +247,7 @@ class CrmSyncIssue(models.Model):
                 score = float(suggestion.get("score") or 0.0)
             except (TypeError, ValueError) as error:
                 raise ValidationError(
-                    _("%(what)s: field score must be a number.", what=item)
+                    self.env._("%(what)s: field score must be a number.", what=item)
                 ) from error
             suggestions.append(
                 {
@@ -399,7 +398,7 @@ class CrmSyncIssue(models.Model):
         missing = set(prepared) - set(issues.ids)
         if missing:
             raise ValidationError(
-                _(
+                self.env._(
                     "daemon_resolve_issues: crm.sync.issue %(ids)s (field issue_id) "
                     "does not exist or is not visible to you.",
                     ids=", ".join(str(i) for i in sorted(missing)),

@@ -1,6 +1,6 @@
 from markupsafe import Markup, escape
 
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
 from ..tools.daemon import (
@@ -109,7 +109,7 @@ class CrmSyncLink(models.Model):
         for link in self:
             if link.res_model not in self.env:
                 raise ValidationError(
-                    _(
+                    self.env._(
                         "Link %(link)s: field res_model names an unknown model "
                         "%(model)r.",
                         link=link.display_name,
@@ -127,7 +127,7 @@ class CrmSyncLink(models.Model):
         for res_model, res_ids in res_model_ids.items():
             if res_model not in self.env:
                 raise ValidationError(
-                    _(
+                    self.env._(
                         "%(what)s: field res_model names an unknown model %(model)r.",
                         what=what,
                         model=res_model,
@@ -141,7 +141,7 @@ class CrmSyncLink(models.Model):
             missing = set(res_ids) - set(records.ids)
             if missing:
                 raise ValidationError(
-                    _(
+                    self.env._(
                         "%(what)s: %(model)s %(ids)s (field res_id) does not exist or "
                         "is not visible to you.",
                         what=what,
@@ -224,7 +224,7 @@ class CrmSyncLink(models.Model):
             if holder is not None and holder != token:
                 if isinstance(holder, tuple):
                     raise ValidationError(
-                        _(
+                        self.env._(
                             "%(what)s: %(model)s %(res_id)s (field res_id) appears "
                             "twice with different external ids for backend "
                             "%(backend)s.",
@@ -271,7 +271,7 @@ class CrmSyncLink(models.Model):
 
     def _daemon_conflict_message(self, vals, holder):
         record = self.env[vals["res_model"]].browse(vals["res_id"])
-        return _(
+        return self.env._(
             "Cannot link %(model)s %(res_id)s (%(record)s) to external id "
             "%(external)r of backend %(backend)s: it is already linked to external id "
             "%(other)r (field external_id, link %(link)s).",
@@ -364,7 +364,7 @@ class CrmSyncLink(models.Model):
         for link in links.filtered("partner_id"):
             note = notes[(link.backend_id.id, link.res_model, link.external_id)]
             body = Markup("%s<br/>%s") % (
-                _(
+                self.env._(
                     "Unlinked from %(backend)s record %(external)s.",
                     backend=link.backend_id.name,
                     external=link.external_code or link.external_id,

@@ -1,4 +1,4 @@
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
 from ..tools.daemon import (
@@ -87,7 +87,7 @@ class CrmSyncRun(models.Model):
     @api.depends("backend_id", "started_at")
     def _compute_display_name(self):
         for run in self:
-            run.display_name = _(
+            run.display_name = self.env._(
                 "%(backend)s run of %(date)s",
                 backend=run.backend_id.name or "",
                 date=fields.Datetime.to_string(run.started_at) or "",
@@ -145,7 +145,7 @@ class CrmSyncRun(models.Model):
             unknown = set(counts) - set(COUNT_KEYS)
             if unknown:
                 raise ValidationError(
-                    _(
+                    self.env._(
                         "%(what)s: unknown counter %(keys)s in field counts; "
                         "expected %(expected)s.",
                         what=what,
@@ -171,7 +171,7 @@ class CrmSyncRun(models.Model):
         missing = run_ids - set(runs.ids)
         if missing:
             raise ValidationError(
-                _(
+                self.env._(
                     "daemon_finish_runs: crm.sync.run %(ids)s (field run_id) does not "
                     "exist or is not visible to you.",
                     ids=", ".join(str(i) for i in sorted(missing)),
@@ -181,7 +181,7 @@ class CrmSyncRun(models.Model):
             run = runs.browse(run_id)
             if run_vals["ended_at"] and run_vals["ended_at"] < run.started_at:
                 raise ValidationError(
-                    _(
+                    self.env._(
                         "daemon_finish_runs: run %(run)s: field ended_at %(end)s is "
                         "before started_at %(start)s.",
                         run=run_id,
@@ -204,7 +204,7 @@ class CrmSyncRun(models.Model):
                 vals["last_success_at"] = run.ended_at
             if run.outcome in ("partial", "failed"):
                 vals["last_error_at"] = run.ended_at
-                vals["last_error"] = (run.log or "").strip().split("\n")[0][:500] or _(
-                    "Run ended with outcome %s.", run.outcome
-                )
+                vals["last_error"] = (run.log or "").strip().split("\n")[0][
+                    :500
+                ] or self.env._("Run ended with outcome %s.", run.outcome)
             backend.sudo().write(vals)

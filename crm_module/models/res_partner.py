@@ -2,7 +2,7 @@ import logging
 from collections import defaultdict
 from datetime import timedelta
 
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.osv import expression
 
 from odoo.addons.account_edi_ubl_cii.models.account_edi_common import EAS_MAPPING
@@ -73,7 +73,6 @@ class ResPartner(models.Model):
         help="Country code and company registry number, e.g. NL:04123456.",
     )
     peppol_key = fields.Char(
-        string="Peppol Key",
         compute="_compute_identifier_keys",
         store=True,
         index=True,
@@ -310,7 +309,7 @@ class ResPartner(models.Model):
         partners = self | self.duplicate_partner_ids
         return {
             "type": "ir.actions.act_window",
-            "name": _("Possible duplicates of %s", self.display_name),
+            "name": self.env._("Possible duplicates of %s", self.display_name),
             "res_model": "res.partner",
             "view_mode": "list,form",
             "domain": [("id", "in", partners.ids)],
@@ -323,7 +322,7 @@ class ResPartner(models.Model):
         partners = self | self.duplicate_partner_ids
         return {
             "type": "ir.actions.act_window",
-            "name": _("Merge Contacts"),
+            "name": self.env._("Merge Contacts"),
             "res_model": "base.partner.merge.automatic.wizard",
             "view_mode": "form",
             "target": "new",
@@ -335,7 +334,7 @@ class ResPartner(models.Model):
         self.ensure_one()
         return {
             "type": "ir.actions.act_window",
-            "name": _("Synchronisation Links"),
+            "name": self.env._("Synchronisation Links"),
             "res_model": "crm.sync.link",
             "view_mode": "list,form",
             "domain": [("partner_id", "=", self.id)],

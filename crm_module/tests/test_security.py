@@ -164,3 +164,46 @@ class TestSecurity(CrmModuleCommon):
         backend.action_run_now()
         self.assertTrue(backend.run_requested)
         backend.unlink()
+
+    def test_views_load_for_each_role(self):
+        """Screens open for every role; fields a role may not read are left out."""
+        screens = {
+            "res.partner": ("form", "list", "search"),
+            "crm.lead": ("form",),
+            "crm.sync.backend": ("form", "list", "search"),
+            "crm.sync.run": ("form", "list", "search"),
+            "crm.sync.link": ("form", "list", "search"),
+            "crm.sync.issue": ("form", "list", "kanban", "search"),
+        }
+        for user in (self.user_salesman, self.user_finance, self.user_sync_admin):
+            for model, view_types in screens.items():
+                if not self.env[model].with_user(user).has_access("read"):
+                    continue  # e.g. invoicing users without CRM access
+                views = (
+                    self.env[model]
+                    .with_user(user)
+                    .get_views([(False, view_type) for view_type in view_types])
+                )
+                self.assertEqual(set(views["views"]), set(view_types))
+        arch = (
+            self.env["res.partner"]
+            .with_user(self.user_plain)
+            .get_views([(False, "form")])["views"]["form"]["arch"]
+        )
+        self.assertNotIn("sync_link_ids", arch)
+        self.assertIn("finance_receivable", arch)
+        arch = (
+            self.env["res.partner"]
+            .with_user(self.user_salesman)
+            .get_views([(False, "form")])["views"]["form"]["arch"]
+        )
+        self.assertIn("sync_link_ids", arch)
+
+    def test_groups_and_categories(self):
+        privacy = self.env.ref("crm_module.crm_module_group_privacy_officer")
+        self.assertTrue(privacy.category_id)
+        admin = self.env.ref("crm_module.crm_module_group_sync_admin")
+        self.assertIn(self.env.ref("base.user_admin"), admin.users)
+        self.assertTrue(
+            self.user_sync_admin.has_group("sales_team.group_sale_salesman")
+        )
