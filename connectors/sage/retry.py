@@ -2,8 +2,10 @@
 
 Only :class:`~sync_daemon.kernel.errors.RetryableError` is retried; attempts are
 bounded; waits are jittered exponential and never shorter than a ``retry_after`` the
-remote announced. Non-idempotent calls (a POST, an X3 ``save``) are never wrapped
-here: their callers look the record up before any second attempt.
+remote announced (an announced pause longer than the back-off ceiling is not waited
+out here: the error goes up so the backend can be paused). Non-idempotent calls
+(a POST, an X3 ``save``) are never wrapped here: their callers look the record up
+before any second attempt.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TypeVar
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_random_exponential,
 )
@@ -45,6 +47,18 @@ class _WaitAtLeastRetryAfter:
         return wait
 
 
+def _worth_waiting(err: BaseException, ceiling: float) -> bool:
+    """Retry a retryable error, unless the remote asks for a longer pause.
+
+    A ``retry_after`` beyond the back-off ceiling (a daily quota, a long
+    maintenance) is left to the caller, who pauses the backend instead of
+    blocking a worker.
+    """
+    if not isinstance(err, RetryableError):
+        return False
+    return err.retry_after is None or err.retry_after <= ceiling
+
+
 def call_with_retry(
     func: Callable[[], T],
     *,
@@ -72,7 +86,7 @@ def call_with_retry(
     retrying = Retrying(
         stop=stop_after_attempt(attempts),
         wait=_WaitAtLeastRetryAfter(backoff, ceiling),
-        retry=retry_if_exception_type(RetryableError),
+        retry=retry_if_exception(lambda err: _worth_waiting(err, ceiling)),
         sleep=sleep,
         reraise=True,
         before_sleep=log_retry,

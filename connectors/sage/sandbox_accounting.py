@@ -19,7 +19,8 @@ What it reproduces, after the public documentation of the API:
   ``deleted_since`` (exclusive), ``search`` (name or reference).
 - Errors as arrays of ``{"$severity", "$dataCode", "$message", "$source"}``
   (``RecordInvalid`` 422, ``RecordNotFound`` 404, ``AuthorizationFailure`` 401,
-  ``MultiUserAccessDenied`` 403).
+  ``MultiUserAccessDenied`` 403); an optional per-business rate limit answers 429
+  with ``Retry-After``.
 - Faults (:class:`~connectors.sage.sandbox_http.FaultPlan`) on ``/v3.1`` calls.
 
 Customers are seeded from :mod:`connectors.sage.seed` (French and Belgian, valid
@@ -108,6 +109,7 @@ class _ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, source: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after: int | None = None
         self.body = [
             {
                 "$severity": "error",
@@ -161,6 +163,7 @@ class SageAccountingSandbox:
     :param refresh_ttl: refresh-token lifetime (unused) in seconds.
     :param clock: time source; default a :class:`MovableClock` (see :meth:`advance`).
     :param faults: fault plan for ``/v3.1`` calls.
+    :param rate_limit: calls per business and minute before answering 429.
     """
 
     def __init__(
@@ -173,8 +176,12 @@ class SageAccountingSandbox:
         refresh_ttl: int = 31 * 86400,
         clock: Callable[[], datetime] | None = None,
         faults: FaultPlan | None = None,
+        rate_limit: int | None = None,
     ) -> None:
         self.clock: Callable[[], datetime] = clock or MovableClock()
+        #: Calls allowed per business and clock minute; beyond: 429 + Retry-After.
+        self.rate_limit = rate_limit
+        self._minute_calls: dict[tuple[str, str], int] = {}
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
         self.faults = faults or FaultPlan()
@@ -415,9 +422,24 @@ class SageAccountingSandbox:
                     "MultiUserAccessDenied",
                     "You do not have access to this business.",
                 )
+            self._count_call(business_id)
             business = self.businesses[business_id]
             payload = json.loads(body.decode("utf-8")) if body else None
             return (*self._route(business, method, path, query, payload), business_id)
+
+    def _count_call(self, business_id: str) -> None:
+        if self.rate_limit is None:
+            return
+        now = self.clock()
+        slot = (business_id, now.strftime("%Y%m%d%H%M"))
+        used = self._minute_calls.get(slot, 0)
+        if used >= self.rate_limit:
+            error = _ApiError(
+                429, "TooManyRequests", "Rate limit exceeded, retry later."
+            )
+            error.retry_after = 60 - now.second
+            raise error
+        self._minute_calls[slot] = used + 1
 
     def _route(
         self,
@@ -828,6 +850,7 @@ class _Handler(QuietHandler):
             )
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
+        extra: dict[str, str] = {}
         try:
             status, payload, business = self.app.api(
                 method, parts.path.removeprefix("/v3.1"), query, headers, body
@@ -838,6 +861,8 @@ class _Handler(QuietHandler):
                 err.body,
                 headers.get("x-business", LEAD_BUSINESS),
             )
+            if err.retry_after is not None:
+                extra["Retry-After"] = str(err.retry_after)
         except (ValueError, KeyError, TypeError) as err:
             status, payload, business = (
                 400,
@@ -856,6 +881,7 @@ class _Handler(QuietHandler):
             {
                 "X-Business": echoed,
                 "Set-Cookie": "sage_session=sandbox; Path=/; HttpOnly",
+                **extra,
             },
         )
 

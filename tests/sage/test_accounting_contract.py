@@ -17,10 +17,13 @@ from connectors.sage.errors import (
     BusinessMismatch,
     SageDataError,
     SageNeedsReauthorisation,
+    SagePermissionDenied,
+    SageRateLimited,
 )
 from connectors.sage.sandbox_accounting import (
     BE_BUSINESS,
     LEAD_BUSINESS,
+    OTHER_BUSINESS,
     SageAccountingSandbox,
 )
 from connectors.sage.sandbox_http import FaultPlan
@@ -372,3 +375,43 @@ def test_consent_flow_through_the_sandbox(
     with pytest.raises(SageNeedsReauthorisation):  # codes are single-use
         connector.exchange_code(code=location["code"][0], redirect_uri=redirect)
     assert connector.check().credentials_state == "valid"  # stored tokens intact
+
+
+def test_rate_limit_waits_the_announced_delay(make_connector: MakeConnector) -> None:
+    with SageAccountingSandbox(customers=3, rate_limit=1) as sandbox:
+        sandbox.clock.advance(-sandbox.clock().second + 50)  # 10 s left this minute
+        connector = make_connector(sandbox, backoff_max_seconds=30)
+        sleeps = connector.client._sleep.calls  # type: ignore[attr-defined]
+        original = connector.client._sleep
+
+        def sleep_and_move(seconds: float) -> None:
+            original(seconds)
+            sandbox.advance(seconds)
+
+        connector.client._sleep = sleep_and_move  # type: ignore[method-assign]
+        assert connector.check().credentials_state == "valid"
+        pages = list(connector.pull_customers(None))
+        assert len(pages[0].records) == 3
+        assert any(wait >= 10 for wait in sleeps)
+
+
+def test_long_retry_after_is_not_waited_out_in_process(
+    make_connector: MakeConnector,
+) -> None:
+    with SageAccountingSandbox(customers=3, rate_limit=1) as sandbox:
+        sandbox.clock.advance(-sandbox.clock().second + 1)  # 59 s left this minute
+        connector = make_connector(sandbox, backoff_max_seconds=5)
+        connector.check()
+        with pytest.raises(SageRateLimited) as caught:
+            list(connector.pull_customers(None))
+        assert caught.value.retry_after == 59
+        assert connector.client._sleep.calls == []  # type: ignore[attr-defined]
+
+
+def test_business_outside_the_users_access_is_refused(
+    accounting_sandbox: SageAccountingSandbox, make_connector: MakeConnector
+) -> None:
+    connector = make_connector(accounting_sandbox, business_id=OTHER_BUSINESS)
+    with pytest.raises(SagePermissionDenied) as caught:
+        list(connector.pull_customers(None))
+    assert caught.value.details["code"] == "MultiUserAccessDenied"
