@@ -259,12 +259,6 @@ class Validator:
             for err in schema.error_log
         ]
 
-    def check(self, document: bytes, *, record: str) -> ValidationResult:
-        """Validate and raise :class:`ValidationFailed` on any fatal assert."""
-        result = self.validate(document, source=record)
-        result.raise_for_fatal(record=record)
-        return result
-
 
 def _svrl_asserts(output: str) -> list[Assertion]:
     if "failed-assert" not in output and "successful-report" not in output:
