@@ -8,6 +8,7 @@ from odoo.osv import expression
 from odoo.addons.account_edi_ubl_cii.models.account_edi_common import EAS_MAPPING
 
 from ..tools.identifiers import (
+    has_vat_checker,
     normalize_email,
     normalize_peppol,
     normalize_registry,
@@ -186,7 +187,7 @@ class ResPartner(models.Model):
     def _compute_identifier_keys(self):
         for partner in self:
             country_code = partner.country_id.code
-            vat_key, vat_error = normalize_vat(partner.vat, country_code)
+            vat_key, vat_error = partner._crm_normalize_vat()
             registry_key, registry_error = normalize_registry(
                 partner.company_registry, country_code
             )
@@ -344,6 +345,21 @@ class ResPartner(models.Model):
     # ------------------------------------------------------------
     # BUSINESS
     # ------------------------------------------------------------
+
+    def _crm_normalize_vat(self):
+        """Return the VAT key and error; numbers python-stdnum cannot check are
+        handed to the checks of base_vat when that add-on is installed."""
+        self.ensure_one()
+        key, error = normalize_vat(self.vat, self.country_id.code)
+        prefix = key[:2] if key else ""
+        if (
+            key
+            and not has_vat_checker(prefix)
+            and hasattr(self, "simple_vat_check")
+            and not self.simple_vat_check(prefix.lower(), key[2:])
+        ):
+            return False, self.env._("rejected by the VAT check of Odoo (base_vat)")
+        return key, error
 
     def _crm_normalize_peppol(self):
         """Return the Peppol key and error, reusing the checks of the EDI add-on."""

@@ -1,3 +1,5 @@
+from unittest.mock import patch
+
 from odoo.tests import tagged
 
 from ..tools.identifiers import (
@@ -219,6 +221,24 @@ class TestPartnerIdentifierKeys(CrmModuleCommon):
         partner.country_id = self.country_be
         self.assertEqual(partner.vat_key, "BE0447123478")
         self.assertFalse(partner.vat_invalid)
+
+    def test_base_vat_checks_numbers_stdnum_cannot(self):
+        """When base_vat is installed its check decides for unknown countries."""
+        partner = self._partner(
+            "Example Inc", vat="12-345", country_id=self.env.ref("base.us").id
+        )
+        self.assertEqual(partner.vat_key, "US12345")
+        partner_class = type(self.env["res.partner"])
+        with patch.object(
+            partner_class,
+            "simple_vat_check",
+            create=True,
+            new=lambda self, country_code, number: False,
+        ):
+            partner._compute_identifier_keys()
+            self.assertFalse(partner.vat_key)
+            self.assertTrue(partner.vat_invalid)
+            self.assertIn("base_vat", partner.identifier_warning)
 
     def test_invalid_email_flagged(self):
         partner = self._partner("Mail Typo", email="info(at)example")

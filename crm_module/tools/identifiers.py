@@ -35,6 +35,7 @@ from stdnum.fr import siren, siret
 from odoo.tools import email_normalize
 
 __all__ = [
+    "has_vat_checker",
     "normalize_email",
     "normalize_peppol",
     "normalize_registry",
@@ -67,6 +68,11 @@ def _vat_module(prefix):
     if len(prefix) == 2 and prefix.isalpha():
         return stdnum_util.get_cc_module(prefix.lower(), "vat")
     return None
+
+
+def has_vat_checker(prefix):
+    """Tell whether python-stdnum can validate VAT numbers with this prefix."""
+    return _vat_module((prefix or "").upper()) is not None
 
 
 def _stdnum_reason(error):
