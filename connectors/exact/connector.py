@@ -467,6 +467,7 @@ class ExactConnector:
             record=f"customer {customer.name}",
             key_field="ID",
             code_field="Code",
+            label=idempotency_key,
         )
         _logger.info("Exact account created (%s)", idempotency_key)
         return created
@@ -529,6 +530,7 @@ class ExactConnector:
             record=f"invoice {invoice.number}",
             key_field=key,
             code_field=number,
+            label=idempotency_key,
         )
         _logger.info("Exact %s booked (%s)", path.rsplit("/", 1)[1], idempotency_key)
         return ref
@@ -654,6 +656,7 @@ class ExactConnector:
         record: str,
         key_field: str,
         code_field: str,
+        label: str,
     ) -> RemoteRef:
         """POST once; after an unclear failure, look up and only then POST again.
 
@@ -674,9 +677,10 @@ class ExactConnector:
                     self.settings.max_backoff,
                     max(err.retry_after or 0.0, random.uniform(0.5, 2.0) * attempt),
                 )
+                # ``label`` is the idempotency key: no customer name in logs.
                 _logger.warning(
                     "POST %s failed (%s); looking it up before any re-send",
-                    record,
+                    label,
                     type(err).__name__,
                 )
                 self._ctx.sleep(wait)

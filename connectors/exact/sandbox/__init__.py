@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of division calls that fail (0..1): 429, 5xx, timeouts, resets, "
         "truncated JSON",
     )
+    parser.add_argument(
+        "--fault-kinds",
+        default="5xx,timeout,reset,truncated,429",
+        help="comma-separated faults to draw from (default: all)",
+    )
     parser.add_argument("--client-id", default="sandbox-client")
     parser.add_argument("--client-secret", default="sandbox-secret")
     return parser
@@ -90,6 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 <= args.fault_rate <= 1:
         print("--fault-rate must be between 0 and 1", file=sys.stderr)
+        return 2
+    kinds = tuple(kind.strip() for kind in args.fault_kinds.split(",") if kind.strip())
+    unknown = set(kinds) - set(FaultPlan().kinds)
+    if unknown or not kinds:
+        print(f"unknown fault kinds: {sorted(unknown)}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     sandbox = ExactSandbox(
@@ -104,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         too_early=args.too_early,
         minutely_limit=args.minutely_limit,
         daily_limit=args.daily_limit,
-        faults=FaultPlan(rate=args.fault_rate, seed=args.seed),
+        faults=FaultPlan(rate=args.fault_rate, kinds=kinds, seed=args.seed),
     )
     sandbox.start()
     print(f"Exact sandbox on {sandbox.url}", flush=True)
