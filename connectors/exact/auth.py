@@ -226,7 +226,17 @@ class TokenManager:
             raise self._token_error(response, body, sent_at)
         tokens = self._parse(body, sent_at, received_at)
         # Persist before use: a crash after this line never loses the new pair.
-        self._store.save(self._key, tokens)
+        try:
+            self._store.save(self._key, tokens)
+        except Exception as err:
+            # The old refresh token is spent and the new one is lost with the
+            # failed write: only a new consent can bring the backend back.
+            raise ExactNeedsReauthorisation(
+                f"the new Exact tokens could not be saved ({type(err).__name__}); "
+                "run 'crm-sync auth' again",
+                record=f"token {self._key}",
+                field="refresh_token",
+            ) from err
         return tokens
 
     def _parse(

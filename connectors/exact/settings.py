@@ -111,6 +111,8 @@ class ExactSettings(BaseModel):
     max_attempts: int = Field(default=4, ge=1, le=10)
     #: Ceiling of one backoff wait, seconds.
     max_backoff: float = Field(default=30.0, gt=0)
+    #: Read by the daemon (an alternative connector factory), ignored here.
+    factory: str | None = None
 
     @field_validator("division", mode="before")
     @classmethod

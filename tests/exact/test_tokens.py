@@ -236,8 +236,9 @@ def test_c012_a_failed_save_means_the_new_token_is_not_used(
         return 200, {"d": {"results": []}}, {}
 
     connector, _ = _memory_connector(clock, handler, store)
-    with pytest.raises(OSError):
+    with pytest.raises(ExactNeedsReauthorisation) as caught:
         connector.client.get(connector.client.url("crm/Accounts"))
+    assert isinstance(caught.value.__cause__, OSError)
     assert api_calls == []
 
 
