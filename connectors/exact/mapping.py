@@ -477,8 +477,8 @@ def receivables_to_payments(rows: Iterable[Mapping[str, Any]]) -> list[PaymentSt
         paid_dates = [item.LastPaymentDate for item in items if item.LastPaymentDate]
         modified = [item.Modified for item in items if item.Modified]
         paid_on: date | None = max(paid_dates).date() if paid_dates else None
-        statuses.append(
-            PaymentStatus(
+        try:
+            status = PaymentStatus(
                 invoice_number=number,
                 external_id=first.TransactionEntryID.lower()
                 if first.TransactionEntryID
@@ -490,5 +490,12 @@ def receivables_to_payments(rows: Iterable[Mapping[str, Any]]) -> list[PaymentSt
                 paid_on=paid_on if state == "paid" else None,
                 updated_at=max(modified) if modified else None,
             )
-        )
+        except ValidationError as err:
+            first_error = err.errors()[0]
+            raise ExactDataError(
+                first_error["msg"],
+                record=f"Exact receivable {first.ID}",
+                field=str(first_error["loc"][0]),
+            ) from err
+        statuses.append(status)
     return statuses

@@ -228,3 +228,25 @@ def test_receivables_give_payment_state_per_invoice() -> None:
     assert states["F2"].state == "partial"
     assert states["F3"].state == "paid" and states["F3"].paid_on == date(2024, 3, 2)
     assert states["F1"].customer_external_id == "a1"
+
+
+def test_every_exact_error_is_on_the_kernel_tree() -> None:
+    from connectors.exact import errors
+    from sync_daemon.kernel.errors import PermanentError, RetryableError
+
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        assert issubclass(cls, errors.ExactError)
+        if cls is errors.ExactError:
+            continue
+        assert issubclass(cls, RetryableError) != issubclass(cls, PermanentError), name
+
+
+def test_bad_receivable_names_record_and_field() -> None:
+    with pytest.raises(ExactDataError) as caught:
+        receivables_to_payments(
+            [{"ID": "R1", "YourRef": "F1", "AmountFC": 1.0, "Currency": "EUR",
+              "Modified": "yesterday"}]
+        )  # fmt: skip
+    assert caught.value.record == "Exact receivable R1"
+    assert caught.value.field == "Modified"
