@@ -151,6 +151,18 @@ class PeppolSandbox:
             raise RuntimeError("sandbox not started")
         return int(self._udp.getsockname()[1])
 
+    def connector_settings(self) -> dict[str, Any]:
+        """Backend settings that point the Peppol connector at this sandbox."""
+        return {
+            "transport": "rest",
+            "base_url": self.url,
+            "api_key": self.api_key,
+            "sml_zone": self.zone,
+            "dns_nameserver": HOST,
+            "dns_port": self.dns_port,
+            "timeout": 10,
+        }
+
     def start(self) -> PeppolSandbox:
         if self._validate and self._validator is None:
             self._validator = get_validator()

@@ -80,17 +80,7 @@ def box(sandbox_factory, tmp_path: Path, load_case, examples_dir: Path):
 
 @pytest.fixture
 def connector(box, validator, rules_dir: Path) -> Iterator[PeppolConnector]:
-    made = create(
-        _context(
-            base_url=box.url,
-            api_key=box.api_key,
-            rules_dir=str(rules_dir),
-            sml_zone=box.zone,
-            dns_nameserver="127.0.0.1",
-            dns_port=box.dns_port,
-            timeout=5,
-        )
-    )
+    made = create(_context(**box.connector_settings(), rules_dir=str(rules_dir)))
     yield made
     made.close()
 
