@@ -16,7 +16,7 @@ from sync_daemon.state import SqliteTokenStore
 
 
 def run(db_path: str, settings: dict[str, Any], go: Event, out: Queue) -> None:
-    """Wait for ``go``, then ask for an access token and report it."""
+    """Say ready, wait for ``go``, then ask for an access token and report it."""
     store = SqliteTokenStore(db_path)
     session = requests.Session()
     manager = TokenManager(
@@ -27,6 +27,7 @@ def run(db_path: str, settings: dict[str, Any], go: Event, out: Queue) -> None:
         clock=lambda: datetime.now(UTC),
         sleep=time.sleep,
     )
+    out.put(("ready", "", 0))
     go.wait(30)
     try:
         out.put(("ok", manager.access_token(), manager.token_calls))

@@ -8,18 +8,18 @@ old refresh token is never sent twice. ``invalid_grant`` means re-authorisation.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import threading
 import time
 from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 import requests
-from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
 
 from connectors.exact.errors import ExactNeedsReauthorisation, ExactRateLimited
 from sync_daemon.kernel.errors import NeedsReauthorisation
@@ -126,27 +126,43 @@ def test_c012_two_threads_refresh_once(
     assert api_tokens == ["Bearer AT-2", "Bearer AT-2"]
 
 
-def test_c012_two_processes_refresh_once(
-    load_case: Any, tmp_path: Path, httpserver: HTTPServer
-) -> None:
+def test_c012_two_processes_refresh_once(load_case: Any, tmp_path: Path) -> None:
     case = load_case("C012_token_rotation_sequence.json")
     endpoint = RotatingEndpoint(case, delay=0.2)
 
-    def token_view(request: Request) -> Response:
-        status, body = endpoint.answer(request.form.to_dict())
-        import json
+    class TokenHandler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            form = {
+                key: values[0]
+                for key, values in parse_qs(self.rfile.read(length).decode()).items()
+            }
+            status, body = endpoint.answer(form)
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
 
-        return Response(json.dumps(body), status=status, mimetype="application/json")
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
 
-    httpserver.expect_request("/api/oauth2/token", method="POST").respond_with_handler(
-        token_view
-    )
-    base_url = httpserver.url_for("/").rstrip("/")
-    assert base_url.startswith("http://127.0.0.1") or base_url.startswith(
-        "http://localhost"
-    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), TokenHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        _two_processes(case, endpoint, tmp_path, server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _two_processes(
+    case: dict[str, Any], endpoint: RotatingEndpoint, tmp_path: Path, port: int
+) -> None:
+    base_url = f"http://127.0.0.1:{port}"
     settings = base_settings(base_url=base_url, token_key="exact:c012")
-    settings["client_secret"] = "secret-1"
     db = tmp_path / "state.sqlite3"
     store = SqliteTokenStore(db)
     store.save("exact:c012", _stored_before(case, base_url))
@@ -161,8 +177,9 @@ def test_c012_two_processes_refresh_once(
     ]
     for worker in workers:
         worker.start()
-    time.sleep(0.5)
-    go.set()
+    ready = [out.get(timeout=60) for _ in workers]
+    assert [r[0] for r in ready] == ["ready", "ready"]
+    go.set()  # both processes find the expired token at the same moment
     results = [out.get(timeout=60) for _ in workers]
     for worker in workers:
         worker.join(30)
