@@ -94,7 +94,14 @@ class TokenManager:
             tokens = self._load_required()
             if self._fresh(tokens):
                 return tokens.access_token
-            return self._refresh(tokens).access_token
+            try:
+                return self._refresh(tokens).access_token
+            except ExactRateLimited as err:
+                # Exact says our clock runs ahead of its own: the current access
+                # token is then still valid there, so keep using it meanwhile.
+                if err.scope == "token_refresh" and self._clock() < tokens.expires_at:
+                    return tokens.access_token
+                raise
 
     def after_unauthorised(self, rejected: str) -> str:
         """A call answered 401 with ``rejected``: the token to try once more.
@@ -223,7 +230,7 @@ class TokenManager:
         received_at = self._clock()
         body = _json_or_empty(response)
         if response.status_code != 200:
-            raise self._token_error(response, body, sent_at)
+            raise self._token_error(response, body)
         tokens = self._parse(body, sent_at, received_at)
         # Persist before use: a crash after this line never loses the new pair.
         try:
@@ -276,7 +283,7 @@ class TokenManager:
         )
 
     def _token_error(
-        self, response: requests.Response, body: dict[str, Any], sent_at: datetime
+        self, response: requests.Response, body: dict[str, Any]
     ) -> Exception:
         record = f"token {self._key}"
         code = str(body.get("error") or "")
@@ -289,7 +296,8 @@ class TokenManager:
             return ExactRateLimited(
                 "Exact refused the refresh: the access token is younger than 570 s",
                 scope="token_refresh",
-                retry_after=self._settings.min_refresh_age,
+                # Our own 570 s check passed, so only clock skew is left to wait.
+                retry_after=30.0,
                 record=record,
                 details=details,
             )

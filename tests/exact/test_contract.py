@@ -390,3 +390,15 @@ def test_initial_load_through_the_sync_api(
     )
     assert all("sync/CRM/Accounts" in url for url in connector.client.stats.urls)
     assert "Timestamp%20gt%201" in connector.client.stats.urls[0]
+
+
+def test_refresh_token_unused_for_30_days_needs_a_new_consent(
+    sandbox_factory: Any, clock: FakeClock, memory_store: MemoryTokenStore
+) -> None:
+    sandbox = sandbox_factory()
+    connector = sandbox_connector(sandbox, memory_store, clock)
+    clock.advance(timedelta(days=31).total_seconds())
+    with pytest.raises(ExactNeedsReauthorisation) as caught:
+        connector.client.get(connector.client.url("crm/Accounts", {"$top": "1"}))
+    assert "expired" in caught.value.message
+    assert sandbox.stats.token_calls == 1  # asked once, not in a loop

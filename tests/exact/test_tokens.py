@@ -335,6 +335,13 @@ def test_too_early_answer_is_a_retryable_limit(clock: FakeClock) -> None:
     assert caught.value.scope == "token_refresh"
     assert store.tokens["exact:test"].refresh_token == "RT-1"  # not spent
 
+    # Due by our clock but not yet expired: Exact's refusal means its clock is
+    # behind ours, and the current access token still works there.
+    store.tokens["exact:test"] = token_set(
+        "AT-1", "RT-1", issued_at=clock.now() - timedelta(seconds=580)
+    )
+    assert connector.tokens.access_token() == "AT-1"
+
 
 @pytest.mark.parametrize("value", ["600", 600, " 600 "])
 def test_expires_in_string_or_number(clock: FakeClock, value: Any) -> None:
