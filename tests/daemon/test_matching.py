@@ -484,3 +484,38 @@ def test_reconcile_bad_csv_names_the_column(tmp_path: Path) -> None:
                 "exact",
             ]
         )
+
+
+def test_fast_name_key_equals_the_kernel() -> None:
+    import random
+
+    from sync_daemon.kernel.identifiers import _LEGAL_FORMS
+    from sync_daemon.kernel.identifiers import name_key as kernel_name_key
+    from sync_daemon.matching import name_key
+
+    rng = random.Random(3)
+    words = [
+        "Alpha",
+        "Société",
+        "Müller",
+        "B.V.",
+        "N.V.",
+        "GmbH & Co. KG",
+        "SA",
+        "sarl",
+        "as",
+        "A/S",
+        "I/S",
+        "Comm.V",
+        "ltd",
+        "&",
+        "Co",
+        "KG",
+        "é",
+        "x",
+    ]
+    forms = [f.upper() for f in _LEGAL_FORMS] + [f.title() for f in _LEGAL_FORMS]
+    for _ in range(5000):
+        parts = rng.choices(words + forms, k=rng.randint(0, 6))
+        text = " ".join(parts)
+        assert name_key(text) == kernel_name_key(text), text
