@@ -216,6 +216,8 @@ class ExactConnector:
     def mapping_problems(self) -> list[str]:
         """Every journal, VAT code, GL account and item of the settings unknown."""
         problems: list[str] = []
+        self._gl_ids = None  # re-read: accounts may have been added since
+        self._item_id = None
         journals = {
             str(row.get("Code", "")).strip(): row
             for row in self._all("financial/Journals", "Code,Type,Description")

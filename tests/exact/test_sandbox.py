@@ -112,3 +112,18 @@ def test_main_serves_until_interrupted() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_deleting_between_pages_does_not_derail_paging(
+    sandbox_factory: Any, clock: FakeClock, memory_store: MemoryTokenStore
+) -> None:
+    sandbox: ExactSandbox = sandbox_factory(accounts=150)
+    connector = sandbox_connector(sandbox, memory_store, clock)
+    pages = connector.client.pages(
+        connector.client.url("crm/Accounts", {"$select": "ID"})
+    )
+    first, _ = next(pages)
+    sandbox.delete_account(first[-1]["ID"])  # the row the skip token points at
+    rest = [row["ID"] for rows, _ in pages for row in rows]
+    assert len(first) + len(rest) == 150
+    assert not set(rest) & {row["ID"] for row in first}

@@ -704,8 +704,12 @@ class ExactSandbox:
         if (resource.startswith("bulk/") or is_sync) and not select:
             raise _Reply(400, _error_body("$select is mandatory on this endpoint"))
         rows: Iterable[dict[str, Any]] = div.tables[collection].values()
+        # Keyset order, as Exact pages: by Timestamp on sync/, by key elsewhere,
+        # so a row deleted between two pages never derails the skip token.
         if is_sync:
             rows = sorted(rows, key=lambda row: row["Timestamp"])
+        else:
+            rows = sorted(rows, key=lambda row: str(row[key_field]).lower())
         filter_text = params.get("$filter")
         if is_sync and (not filter_text or "Timestamp" not in filter_text):
             raise _Reply(400, _error_body("A Timestamp filter is mandatory"))
@@ -723,8 +727,7 @@ class ExactSandbox:
                 rows = [row for row in rows if row["Timestamp"] > after]
             else:
                 last = skip.removeprefix("guid").strip("'").lower()
-                keys = [str(row[key_field]).lower() for row in rows]
-                rows = rows[keys.index(last) + 1 :] if last in keys else []
+                rows = [row for row in rows if str(row[key_field]).lower() > last]
         top = params.get("$top")
         limit = page_size
         if top is not None:
