@@ -32,6 +32,7 @@ It binds 127.0.0.1 only.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import random
@@ -256,6 +257,7 @@ class ExactSandbox:
         self._refresh: dict[str, dict[str, Any]] = {}
         self._codes: dict[str, dict[str, Any]] = {}
         self._last_issue: datetime | None = None
+        self._order_cache: dict[tuple[int, str, bool], tuple[Any, list, list]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.division_numbers = list(divisions)
@@ -695,6 +697,26 @@ class ExactSandbox:
             raise _Reply(404, _error_body(f"Record not found: {key}"))
         return self._project(div, resource, row, _select(params))
 
+    def _ordered(
+        self, div: _Division, collection: str, key_field: str, is_sync: bool
+    ) -> tuple[list[Any], list[dict[str, Any]]]:
+        """Rows of a table in paging order, cached until the table changes."""
+        table = div.tables[collection]
+        stamp = (collection, is_sync, div.timestamp, len(table))
+        cached = self._order_cache.get((div.number, collection, is_sync))
+        if cached is not None and cached[0] == stamp:
+            return cached[1], cached[2]
+        if is_sync:
+            ordered = sorted(table.values(), key=lambda row: row["Timestamp"])
+            keys: list[Any] = [row["Timestamp"] for row in ordered]
+        else:
+            ordered = sorted(
+                table.values(), key=lambda row: str(row[key_field]).lower()
+            )
+            keys = [str(row[key_field]).lower() for row in ordered]
+        self._order_cache[(div.number, collection, is_sync)] = (stamp, keys, ordered)
+        return keys, ordered
+
     def _list(
         self, div: _Division, resource: str, query: str, params: dict[str, str]
     ) -> dict[str, Any]:
@@ -703,13 +725,19 @@ class ExactSandbox:
         select = _select(params)
         if (resource.startswith("bulk/") or is_sync) and not select:
             raise _Reply(400, _error_body("$select is mandatory on this endpoint"))
-        rows: Iterable[dict[str, Any]] = div.tables[collection].values()
         # Keyset order, as Exact pages: by Timestamp on sync/, by key elsewhere,
         # so a row deleted between two pages never derails the skip token.
-        if is_sync:
-            rows = sorted(rows, key=lambda row: row["Timestamp"])
-        else:
-            rows = sorted(rows, key=lambda row: str(row[key_field]).lower())
+        order_keys, ordered = self._ordered(div, collection, key_field, is_sync)
+        skip = params.get("$skiptoken")
+        start = 0
+        if skip:
+            after: Any = (
+                int(skip.rstrip("L"))
+                if is_sync
+                else skip.removeprefix("guid").strip("'").lower()
+            )
+            start = bisect.bisect_right(order_keys, after)
+        rows: list[dict[str, Any]] = ordered[start:]
         filter_text = params.get("$filter")
         if is_sync and (not filter_text or "Timestamp" not in filter_text):
             raise _Reply(400, _error_body("A Timestamp filter is mandatory"))
@@ -719,15 +747,6 @@ class ExactSandbox:
             except FilterError as err:
                 raise _Reply(400, _error_body(str(err))) from err
             rows = [row for row in rows if predicate(row)]
-        rows = list(rows)
-        skip = params.get("$skiptoken")
-        if skip:
-            if is_sync:
-                after = int(skip.rstrip("L"))
-                rows = [row for row in rows if row["Timestamp"] > after]
-            else:
-                last = skip.removeprefix("guid").strip("'").lower()
-                rows = [row for row in rows if str(row[key_field]).lower() > last]
         top = params.get("$top")
         limit = page_size
         if top is not None:
