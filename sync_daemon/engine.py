@@ -1187,6 +1187,9 @@ class BackendRun:
         domain = self._partner_domain()
         if since:
             domain.append(("write_date", ">=", since))
+        if self._touched:
+            # partners written by this run's pull are in sync already
+            domain.append(("id", "not in", sorted(self._touched)))
         fields = list(PARTNER_READ_FIELDS)
         if self.erased_field:
             fields.append(self.erased_field)

@@ -23,6 +23,7 @@ from typing import Any
 
 from .gateway import Command, OdooGateway
 from .kernel import identifiers as ids
+from .kernel.errors import PermanentError
 from .kernel.models import Address, ContactPerson, Customer
 
 __all__ = [
@@ -186,10 +187,13 @@ class OdooLookups:
         """Days -> payment term id, for terms named "Immediate…" or "N Days"."""
         if self._terms is None:
             self._terms = {}
-            if "account.payment.term" in self._models():
+            try:
                 rows = self.gateway.search_read_all(
                     "account.payment.term", [], ["name"]
                 )
+            except PermanentError:  # the Invoicing app is not installed
+                rows = []
+            if rows:
                 for row in rows:
                     name = _text(row.get("name")).lower()
                     match = re.fullmatch(r"(\d+) days?", name)
@@ -208,13 +212,6 @@ class OdooLookups:
             return None
         self.payment_terms()
         return self._term_days.get(term_id)
-
-    def _models(self) -> set[str]:
-        try:
-            self.gateway.fields("account.payment.term")
-        except Exception:  # the accounting app may be absent
-            return set()
-        return {"account.payment.term"}
 
 
 def partner_groups(
