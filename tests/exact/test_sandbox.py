@@ -127,3 +127,25 @@ def test_deleting_between_pages_does_not_derail_paging(
     rest = [row["ID"] for rows, _ in pages for row in rows]
     assert len(first) + len(rest) == 150
     assert not set(rest) & {row["ID"] for row in first}
+
+
+def test_connector_settings_and_token_set_drive_a_working_connector(
+    sandbox_factory: Any, clock: FakeClock, memory_store: MemoryTokenStore
+) -> None:
+    from connectors.exact.connector import create
+    from sync_daemon.kernel.protocol import ConnectorContext
+
+    sandbox: ExactSandbox = sandbox_factory(accounts=5)
+    settings = sandbox.connector_settings()
+    memory_store.save("exact:9", sandbox.token_set())
+    connector = create(
+        ConnectorContext(
+            backend_id=9,
+            settings=settings,
+            tokens=memory_store,
+            clock=clock.now,
+            sleep=clock.sleep,
+        )
+    )
+    assert connector.check().credentials_state == "valid"  # mappings all exist
+    assert connector.mapping_problems() == []

@@ -50,6 +50,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from sync_daemon.kernel.protocol import TokenSet
+
 from . import data
 from .odata import FilterError, compile_filter
 
@@ -319,6 +321,48 @@ class ExactSandbox:
             self._offset += timedelta(seconds=seconds)
 
     # ======================================================== test helpers
+
+    def connector_settings(self, division: int | None = None) -> dict[str, Any]:
+        """Backend settings that point the Exact connector at this sandbox.
+
+        The mappings name the sandbox's VAT codes (1 = 21 %, 2 = 9 %, 3 = 6 %,
+        4 = intra-EU 0 %, 5 = export 0 %), revenue GL accounts and its item.
+        """
+        return {
+            "base_url": self.url,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "division": division or self.division_numbers[0],
+            "redirect_uri": "http://127.0.0.1:8765/callback",
+            "journal": "70",
+            "vat_codes": {
+                "S:21": "1",
+                "S:9": "2",
+                "S:6": "3",
+                "K:0": "4",
+                "AE:0": "4",
+                "G:0": "5",
+                "Z:0": "0",
+                "E:0": "0",
+                "O:0": "0",
+            },
+            "default_gl_account": "8000",
+            "gl_accounts": {},
+            "item_code": "DIENST",
+        }
+
+    def token_set(self) -> TokenSet:
+        """A fresh token pair as the token store keeps it (skips the consent)."""
+        issued = self.issue_tokens()
+        return TokenSet(
+            access_token=issued["access_token"],
+            refresh_token=issued["refresh_token"],
+            issued_at=issued["issued_at"],
+            expires_at=issued["issued_at"]
+            + timedelta(seconds=int(issued["expires_in"])),
+            refresh_expires_at=issued["issued_at"] + self.refresh_idle_lifetime,
+            base_url=self.url,
+        )
 
     def issue_tokens(self) -> dict[str, Any]:
         """A fresh token pair, as after a consent (for tests and the demo)."""
