@@ -14,7 +14,7 @@
         "account",
         "account_edi_ubl_cii",
     ],
-    "external_dependencies": {"python": ["stdnum"]},
+    "external_dependencies": {"python": ["python-stdnum"]},
     "data": [
         "security/crm_module_groups.xml",
         "security/ir.model.access.csv",
