@@ -121,14 +121,6 @@ def _zip(value: object) -> str:
     return "".join(str(value or "").split()).upper()
 
 
-def _vat_digits(raw: object) -> str:
-    """The VAT number without separators and without a leading country prefix."""
-    text = ids.compact_vat(raw)
-    if len(text) > 2 and text[:2].isalpha():
-        text = text[2:]
-    return text
-
-
 @dataclass(frozen=True)
 class Keys:
     """The matching keys of one record (Odoo partner or external customer)."""
@@ -155,8 +147,13 @@ class Keys:
     def has_identifier(self) -> bool:
         return bool(self.vat or self.registry or self.peppol or self.has_raw_identifier)
 
-    def strong(self) -> dict[str, str]:
+    @functools.cached_property
+    def _strong(self) -> dict[str, str]:
         return {k: v for k in _STRONG if (v := getattr(self, k))}
+
+    def strong(self) -> dict[str, str]:
+        """The identifier keys this record has: ``{"vat": …, "registry": …}``."""
+        return self._strong
 
 
 def _keys(
@@ -176,7 +173,9 @@ def _keys(
 ) -> Keys:
     country = (country or "").upper() or None
     vat = vat if vat not in (None, False, "") else None
-    vat_key_ = vat_key(vat, country) if vat else None
+    compact = ids.compact_vat(vat, country) if vat else ""
+    vat_key_ = _checked_vat(compact) if compact else None
+    digits = compact[2:] if len(compact) > 2 and compact[:2].isalpha() else compact
     registry_key = ids.registry_key(registry, country) if registry else None
     peppol_key = ids.peppol_key(peppol) if peppol else None
     if vat_key_ and not registry and vat_key_.startswith("BE"):
@@ -197,10 +196,10 @@ def _keys(
         active=active,
         erased=erased,
         vat=vat_key_,
-        vat_digits=_vat_digits(vat) or None if vat else None,
+        vat_digits=digits or None,
         registry=registry_key,
         peppol=peppol_key,
-        email=ids.email_key(email),
+        email=ids.email_key(email) if email else None,
         name_key=name_key(name),
         zip=_zip(zip_code),
         country=country,

@@ -186,14 +186,22 @@ def _accounting(admin: Any) -> None:
 
 
 def _post_invoice(admin: Any, partner_id: int, lines: list[tuple[float, float]]) -> int:
+    """Post an invoice whose prices include 21 % VAT (field case C024's shape)."""
+    company = admin.env.user.company_id.id
     tax = admin.env["account.tax"].search(
-        [
-            ("type_tax_use", "=", "sale"),
-            ("amount", "=", 21.0),
-            ("amount_type", "=", "percent"),
-        ],
-        limit=1,
-    )
+        [("name", "=", "VAT 21% incl"), ("company_id", "=", company)]
+    ) or [
+        admin.env["account.tax"].create(
+            {
+                "name": "VAT 21% incl",
+                "amount": 21.0,
+                "amount_type": "percent",
+                "type_tax_use": "sale",
+                "price_include_override": "tax_included",
+                "company_id": company,
+            }
+        )
+    ]
     move = admin.env["account.move"].create(
         {
             "move_type": "out_invoice",
@@ -215,7 +223,7 @@ def _post_invoice(admin: Any, partner_id: int, lines: list[tuple[float, float]])
             ],
         }
     )
-    admin.env["account.move"].browse(move).action_post()
+    admin.execute_kw("account.move", "action_post", [[move]])
     return int(move)
 
 
@@ -233,7 +241,7 @@ def test_real_odoo_invoices_out_payments_and_bills_in(
             "customer_rank": 1,
         }
     )
-    move_id = _post_invoice(odoo_admin, buyer, [(40.0, 10.7025)])
+    move_id = _post_invoice(odoo_admin, buyer, [(40.0, 12.95)])
     gateway = _gateway(odoo_server, daemon_user)
     company = odoo_admin.env.user.company_id.id
     gateway.use_company(company)
@@ -249,7 +257,10 @@ def test_real_odoo_invoices_out_payments_and_bills_in(
     assert invoice.buyer.vat == "BE0765881217"
     assert invoice.buyer_reference == "PO-4471"
     assert invoice.line_extension_amount == Decimal("428.10")
+    assert invoice.tax_amount == Decimal("89.90")
+    assert invoice.tax_inclusive_amount == Decimal("518.00")
     [line] = invoice.lines
+    assert line.unit_price == Decimal("10.7025")
     assert abs(line.quantity * line.unit_price - line.net_amount) <= Decimal("0.02")
     assert invoice.tax_amount == sum(s.tax_amount for s in invoice.tax_subtotals)
     assert invoice.payable_amount == invoice.tax_inclusive_amount
