@@ -406,15 +406,15 @@ class SageX3Sandbox:
             raise _Outcome(*errors)
         self._invoice_seq += 1
         prefix = "AVO" if fields.get("SIVTYP") == "AVO" else "FAC"
-        number = f"{prefix}{fields.get('SALFCY', '')}{self._invoice_seq:05d}"
+        invoice_no = f"{prefix}{fields.get('SALFCY', '')}{self._invoice_seq:05d}"
         stored: dict[str, Any] = {
             **fields,
-            "NUM": number,
+            "NUM": invoice_no,
             "AMTATI": f"{total:.2f}",
             "UPDDATTIM": self._now(),
             "_lines": lines,
         }
-        self.invoices[number] = stored
+        self.invoices[invoice_no] = stored
         return _object_xml("SIH", stored), []
 
 
@@ -485,7 +485,7 @@ def _result(
     _typed(infos, "changeLanguage", "xsd:boolean", "false")
     _typed(infos, "poolEntryIdx", "xsd:int", "1")
     _typed(infos, "poolExecDuration", "xsd:double", "12")
-    return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
+    return bytes(etree.tostring(envelope, xml_declaration=True, encoding="UTF-8"))
 
 
 def _typed(parent: etree._Element, name: str, kind: str, text: str) -> None:
@@ -500,7 +500,7 @@ def _fault(code: str, text: str) -> bytes:
     fault = etree.SubElement(body, f"{{{SOAP_ENV}}}Fault")
     etree.SubElement(fault, "faultcode").text = code
     etree.SubElement(fault, "faultstring").text = text
-    return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
+    return bytes(etree.tostring(envelope, xml_declaration=True, encoding="UTF-8"))
 
 
 def _operation_of(body: bytes) -> str | None:

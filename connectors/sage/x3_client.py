@@ -194,12 +194,12 @@ class X3Client:
         self._owns_session = session is None
         self._session = session or requests.Session()
         self._session.auth = (settings.username, settings.password.get_secret_value())
-        self._transport = OfflineTransport(
+        self._transport = OfflineTransport(  # type: ignore[no-untyped-call]
             session=self._session,
             timeout=settings.load_timeout,
             operation_timeout=settings.operation_timeout,
         )
-        self._client = zeep.Client(
+        self._client = zeep.Client(  # type: ignore[no-untyped-call]
             str(WSDL_PATH),
             transport=self._transport,
             settings=zeep.Settings(
@@ -212,7 +212,9 @@ class X3Client:
                 forbid_external=False,
             ),
         )
-        self._service = self._client.create_service(_SERVICE, settings.endpoint_url)
+        self._service = self._client.create_service(  # type: ignore[no-untyped-call]
+            _SERVICE, settings.endpoint_url
+        )
         self._binding = self._service._binding
 
     def close(self) -> None:
@@ -235,7 +237,7 @@ class X3Client:
 
     def run(self, public_name: str, input_xml: str) -> X3Result:
         """Run a sub-program publication once (it may not be idempotent)."""
-        envelope = self._client.create_message(
+        envelope = self._client.create_message(  # type: ignore[no-untyped-call]
             self._service,
             "run",
             callContext=self.call_context,
@@ -246,7 +248,7 @@ class X3Client:
 
     def save(self, public_name: str, object_xml: str) -> X3Result:
         """Create an object; sent once, never retried here."""
-        envelope = self._client.create_message(
+        envelope = self._client.create_message(  # type: ignore[no-untyped-call]
             self._service,
             "save",
             callContext=self.call_context,
@@ -259,7 +261,7 @@ class X3Client:
         """The publication's description (used as a health check)."""
 
         def attempt() -> X3Result:
-            envelope = self._client.create_message(
+            envelope = self._client.create_message(  # type: ignore[no-untyped-call]
                 self._service,
                 "getDescription",
                 callContext=self.call_context,
@@ -340,7 +342,7 @@ class X3Client:
         if _logger.isEnabledFor(logging.DEBUG):
             _logger.debug("%s request %s", record, etree.tostring(envelope))
         try:
-            response = self._transport.post_xml(
+            response = self._transport.post_xml(  # type: ignore[no-untyped-call]
                 self._settings.endpoint_url, envelope, headers
             )
         except requests.Timeout as err:

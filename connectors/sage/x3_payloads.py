@@ -94,7 +94,7 @@ def build_object_xml(
             row = etree.SubElement(table, "LIN", NUM=str(number))
             for name, value in line.items():
                 etree.SubElement(row, "FLD", NAME=name).text = str(value)
-    return etree.tostring(root, encoding="unicode")
+    return str(etree.tostring(root, encoding="unicode"))
 
 
 def _parse(text: str, what: str) -> etree._Element:
