@@ -67,6 +67,8 @@ def _form_index() -> tuple[list[int], dict[int, dict[tuple[str, ...], int]]]:
 
 
 _FORM_SIZES, _FORMS_BY_SIZE = _form_index()
+_FORM_FIRST = {form[0] for forms in _FORMS_BY_SIZE.values() for form in forms}
+_FORM_LAST = {form[-1] for forms in _FORMS_BY_SIZE.values() for form in forms}
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
@@ -86,6 +88,8 @@ def name_key(value: object) -> str:
     changed = True
     while changed and tokens:
         changed = False
+        if tokens[0] not in _FORM_FIRST and tokens[-1] not in _FORM_LAST:
+            break
         for size in _FORM_SIZES:
             if len(tokens) <= size:
                 continue
@@ -312,6 +316,8 @@ class MatchIndex:
         self._entity_keys: dict[int, dict[str, set[str]]] = defaultdict(
             lambda: defaultdict(set)
         )
+        #: commercial entities of which a member carries an identifier
+        self._with_identifier: set[int] = set()
         for keys in partners:
             self.add(keys)
 
@@ -328,9 +334,8 @@ class MatchIndex:
             self._entity_keys[commercial][kind].add(value)
         if keys.vat_digits:
             self._by["vat_digits"][keys.vat_digits].add(commercial)
-            self._entity_keys[commercial]["vat_digits"].add(keys.vat_digits)
         if keys.has_raw_identifier:
-            self._entity_keys[commercial]["raw"].add("1")
+            self._with_identifier.add(commercial)
         if keys.email:
             self._by["email"][keys.email].add(commercial)
         if keys.name_key:
@@ -342,7 +347,7 @@ class MatchIndex:
         return self.partners.get(commercial)
 
     def _entity_has_identifier(self, commercial: int) -> bool:
-        return bool(self._entity_keys[commercial].get("raw"))
+        return commercial in self._with_identifier
 
     # -- decisions -----------------------------------------------------------------
 

@@ -87,8 +87,8 @@ def load_odoo_csv(path: Path) -> list[Keys]:
                     record=f"{path}:{line}",
                     field="id",
                 ) from err
-            rows.append(partner_keys(row))
-    return rows
+            rows.append(row)
+    return [partner_keys(row) for row in rows]
 
 
 def _pages(data: Any, path: Path) -> Iterator[Mapping[str, Any]]:
@@ -159,19 +159,21 @@ def load_external(path: Path, system: str) -> tuple[list[Keys], list[str]]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: not valid JSON ({err})", record=str(path)) from err
-    keys, incomplete = [], []
-    for index, record in enumerate(_pages(data, path)):
+    records, incomplete = [], []
+    for record in _pages(data, path):
         if system == "sage" and _sage_incomplete(record):
             incomplete.append(str(record.get("id")))
-            continue
-        item = _exact_keys(record) if system == "exact" else _sage_keys(record)
+        else:
+            records.append(dict(record))
+    to_keys = _exact_keys if system == "exact" else _sage_keys
+    keys = [to_keys(record) for record in records]
+    for index, item in enumerate(keys):
         if not item.id:
             raise DataError(
                 f"{path}: record {index} has no id",
                 record=f"{path}[{index}]",
                 field="ID" if system == "exact" else "id",
             )
-        keys.append(item)
     return keys, incomplete
 
 
