@@ -290,14 +290,16 @@ class SageX3Connector:
         lookup: Callable[[], RemoteRef | None] | None,
     ) -> X3Result | RemoteRef:
         """``save``; after an unknown outcome, look up by key before saving again."""
-        attempts = self.settings.max_attempts if lookup else 1
+        attempts = self.settings.max_attempts
         for attempt in range(1, attempts + 1):
             try:
                 return self._with_record(lambda: self.client.save(public, xml), record)
             except RetryableError as err:
+                if lookup is None:
+                    # No key to look the object up by: never save it twice.
+                    err.details["outcome_unknown"] = True
+                    raise
                 if attempt == attempts:
-                    if lookup is None:
-                        err.details["outcome_unknown"] = True
                     raise
                 _logger.warning(
                     "X3 save %s for %s failed (%s); looking it up before any re-send",
@@ -306,7 +308,6 @@ class SageX3Connector:
                     type(err).__name__,
                 )
                 self._sleep(self.settings.backoff_seconds * attempt)
-                assert lookup is not None
                 found = lookup()
                 if found is not None:
                     return found
