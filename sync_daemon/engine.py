@@ -429,6 +429,12 @@ class BackendRun:
             outcome = "failed"
             self._note("run failed: %s", err)
             _logger.error("backend %s: run failed", self.bid, exc_info=True)
+        except Exception as err:
+            # not one of ours (a bug, an unwrapped library error): report the run
+            # as failed, then let the scheduler log it with its traceback
+            outcome = "failed"
+            self._note("run failed unexpectedly: %s: %s", type(err).__name__, err)
+            raise
         finally:
             ended = self.clock()
             self.state.run_finished(self.bid, ended, outcome)

@@ -396,3 +396,22 @@ def test_two_remote_records_for_one_partner_are_a_duplicate(env: Env) -> None:
     [issue] = env.issues("duplicate")
     assert issue["external_id"] == "B" and "already linked" in issue["message"]
     assert result.counts.created == 0
+
+
+def test_unexpected_connector_error_is_reported_as_failed(env: Env) -> None:
+    class Broken(DoubleConnector):
+        def pull_customers(self, cursor: str | None) -> Any:
+            raise RuntimeError("bug in a connector")
+
+    gateway = make_gateway(env.fake)
+    [row] = gateway.call("crm.sync.backend", "daemon_get_config")
+    run = BackendRun(
+        gateway=gateway,
+        state=env.state,
+        backend=BackendConfig.from_odoo(row),
+        connector=Broken(env.ledger),
+    )
+    with pytest.raises(RuntimeError):
+        run.run()
+    [odoo_run] = env.fake.records("crm.sync.run")
+    assert odoo_run["outcome"] == "failed" and "bug in a connector" in odoo_run["log"]
