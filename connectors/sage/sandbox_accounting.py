@@ -54,6 +54,7 @@ from .sandbox_http import (
     LoopbackServer,
     MovableClock,
     QuietHandler,
+    install_stop_signals,
     run_until_signalled,
 )
 from .seed import seed_customers
@@ -913,6 +914,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--fault-rate", type=float, default=0.0, help="share of failing API calls"
     )
     args = parser.parse_args(list(argv) if argv is not None else None)
+    stopping = install_stop_signals()
     sandbox = SageAccountingSandbox(
         port=args.port,
         customers=args.customers,
@@ -927,5 +929,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  client        {CLIENT_ID} / {CLIENT_SECRET}")
     print(f"  businesses    lead {LEAD_BUSINESS}, BE {BE_BUSINESS}")
     print("Ctrl-C (or SIGTERM) to stop.", flush=True)
-    run_until_signalled(sandbox.stop)
+    run_until_signalled(sandbox.stop, stopping)
     return 0

@@ -34,6 +34,7 @@ __all__ = [
     "LoopbackServer",
     "MovableClock",
     "QuietHandler",
+    "install_stop_signals",
     "run_until_signalled",
 ]
 
@@ -222,20 +223,29 @@ class LoopbackServer:
         self._thread = None
 
 
-def run_until_signalled(stop: Callable[[], None]) -> None:
-    """Block until SIGINT or SIGTERM, then call ``stop`` (for ``main`` functions)."""
+def install_stop_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM; call it first thing in a ``main``.
+
+    Installed before the server starts, so a signal that arrives while the banner
+    is printed still stops the sandbox cleanly. Outside the main thread (a
+    ``main`` run by a test in a thread) no handler can be installed; the event is
+    then only set by whoever holds it.
+    """
     done = threading.Event()
+    if threading.current_thread() is threading.main_thread():
 
-    def handle(signum: int, frame: object) -> None:
-        done.set()
+        def handle(signum: int, frame: object) -> None:
+            done.set()
 
-    previous = {
-        sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+        signal.signal(signal.SIGINT, handle)
+        signal.signal(signal.SIGTERM, handle)
+    return done
+
+
+def run_until_signalled(stop: Callable[[], None], done: threading.Event) -> None:
+    """Block until ``done`` is set (see :func:`install_stop_signals`), then stop."""
     try:
         while not done.wait(0.2):
             pass
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         stop()

@@ -45,6 +45,7 @@ from .sandbox_http import (
     LoopbackServer,
     MovableClock,
     QuietHandler,
+    install_stop_signals,
     run_until_signalled,
 )
 from .seed import seed_customers
@@ -584,6 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="share of calls answered 'pool busy' (added to --fault-rate)",
     )
     args = parser.parse_args(list(argv) if argv is not None else None)
+    stopping = install_stop_signals()
     kinds: tuple[str, ...] = ("5xx", "timeout", "reset")
     rate = args.fault_rate
     if args.pool_busy_rate:
@@ -600,5 +602,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  endpoint  {sandbox.endpoint_url}")
     print(f"  user      {USERNAME} / {PASSWORD}, pool alias {POOL_ALIAS}")
     print("Ctrl-C (or SIGTERM) to stop.", flush=True)
-    run_until_signalled(sandbox.stop)
+    run_until_signalled(sandbox.stop, stopping)
     return 0
