@@ -34,6 +34,7 @@ import json
 import logging
 import socket
 import urllib.error
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
@@ -200,6 +201,8 @@ class OdooGateway:
         self.version_info: list[Any] = []
         self.user_company_ids: list[int] = []
         self.calls = 0
+        #: calls per "model.method" (plus "login"/"version"), for benchmarks
+        self.call_counts: Counter[str] = Counter()
         self._fields: dict[str, dict[str, Any]] = {}
         self._context: dict[str, Any] = {}
 
@@ -395,6 +398,7 @@ class OdooGateway:
     ) -> Any:
         if self._odoo is None or self.uid is None:
             raise ConfigurationError("the Odoo gateway is not connected")
+        self.call_counts[f"{model}.{method}"] += 1
         kwargs = dict(kwargs)
         context = {**self._context, **(kwargs.pop("context", None) or {})}
         if context:
