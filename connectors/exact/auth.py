@@ -20,6 +20,7 @@ The authorization-code helpers (:meth:`TokenManager.authorization_url`,
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,6 +46,10 @@ _logger = logging.getLogger(__name__)
 
 #: An unused refresh token expires after 30 days.
 REFRESH_TOKEN_LIFETIME = timedelta(days=30)
+#: Exact's documented access-token lifetime, used when ``expires_in`` is unusable.
+DEFAULT_ACCESS_LIFETIME = 600
+#: Longest ``expires_in`` believed; anything beyond is treated as unusable.
+_MAX_ACCESS_LIFETIME = 86400
 
 
 class TokenManager:
@@ -114,7 +119,9 @@ class TokenManager:
             if tokens.access_token != rejected:
                 return tokens.access_token
             age = (self._clock() - tokens.issued_at).total_seconds()
-            if age < self._settings.min_refresh_age:
+            # A negative age means the stored issue time is in our future (clock
+            # skew or a bad store): the age is unknown, so let Exact decide.
+            if 0 <= age < self._settings.min_refresh_age:
                 raise ExactAuthError(
                     "Exact refused an access token that is only "
                     f"{age:.0f} s old; it cannot be refreshed before "
@@ -162,14 +169,15 @@ class TokenManager:
                 field="refresh_token",
             )
         age = (self._clock() - tokens.issued_at).total_seconds()
-        if age < self._settings.min_refresh_age:
+        if 0 <= age < self._settings.min_refresh_age:
             # Only reachable when Exact issued a token shorter-lived than 570 s.
             self._sleep(self._settings.min_refresh_age - age)
         new = self._token_call(
             {
                 "grant_type": "refresh_token",
                 "refresh_token": tokens.refresh_token,
-            }
+            },
+            previous=tokens,
         )
         _logger.info("Exact tokens of %s refreshed", self._key)
         return new
@@ -202,7 +210,9 @@ class TokenManager:
 
     # --------------------------------------------------------- token endpoint
 
-    def _token_call(self, form: dict[str, str]) -> TokenSet:
+    def _token_call(
+        self, form: dict[str, str], *, previous: TokenSet | None = None
+    ) -> TokenSet:
         """POST the token endpoint, then save the answer before returning it."""
         form = {
             **form,
@@ -229,9 +239,22 @@ class TokenManager:
             ) from err
         received_at = self._clock()
         body = _json_or_empty(response)
+        secrets = [
+            form[name]
+            for name in ("refresh_token", "code", "client_secret")
+            if form.get(name)
+        ]
         if response.status_code != 200:
-            raise self._token_error(response, body)
-        tokens = self._parse(body, sent_at, received_at)
+            raise self._token_error(response, body, secrets)
+        if not body:
+            # A proxy or login page, not Exact: the refresh token most likely never
+            # reached Exact and is still good, so this may be tried again.
+            raise ExactUnavailable(
+                "the Exact token endpoint answered 200 without a JSON body",
+                record=f"token {self._key}",
+                details={"status": 200},
+            )
+        tokens = self._parse(body, sent_at, received_at, previous)
         # Persist before use: a crash after this line never loses the new pair.
         try:
             self._store.save(self._key, tokens)
@@ -247,47 +270,60 @@ class TokenManager:
         return tokens
 
     def _parse(
-        self, body: dict[str, Any], sent_at: datetime, received_at: datetime
+        self,
+        body: dict[str, Any],
+        sent_at: datetime,
+        received_at: datetime,
+        previous: TokenSet | None,
     ) -> TokenSet:
         record = f"token {self._key}"
         access = body.get("access_token")
         refresh = body.get("refresh_token")
-        raw_expiry = body.get("expires_in")
         if not isinstance(access, str) or not access:
             raise ExactAuthError(
                 "token answer without access_token", record=record, field="access_token"
             )
         if not isinstance(refresh, str) or not refresh:
-            raise ExactAuthError(
-                "token answer without refresh_token",
-                record=record,
-                field="refresh_token",
+            kept = previous.refresh_token if previous is not None else None
+            if not kept:
+                raise ExactAuthError(
+                    "token answer without refresh_token",
+                    record=record,
+                    field="refresh_token",
+                )
+            # RFC 6749 section 6: no new refresh token means the old one stays.
+            _logger.warning(
+                "Exact token answer of %s without refresh_token; keeping the old one",
+                self._key,
             )
-        text = str(raw_expiry).strip() if raw_expiry is not None else ""
-        if not text.isdigit():
-            raise ExactAuthError(
-                f"expires_in is not a number of seconds: {raw_expiry!r}",
-                record=record,
-                field="expires_in",
+            refresh = kept
+        seconds = _lifetime(body.get("expires_in"))
+        if seconds is None:
+            # The new pair must be saved anyway: the old refresh token is spent.
+            _logger.warning(
+                "Exact token answer of %s has an unusable expires_in; assuming %d s",
+                self._key,
+                DEFAULT_ACCESS_LIFETIME,
             )
+            seconds = DEFAULT_ACCESS_LIFETIME
         # Expiry counts from when we asked (conservative), age from when we heard
         # back (never earlier than Exact's own issue time, for the 570 s rule).
         return TokenSet(
             access_token=access,
             refresh_token=refresh,
             issued_at=received_at,
-            expires_at=sent_at + timedelta(seconds=int(text)),
+            expires_at=sent_at + timedelta(seconds=seconds),
             refresh_expires_at=received_at + REFRESH_TOKEN_LIFETIME,
             base_url=self._settings.host,
             extra={"token_type": body.get("token_type", "bearer")},
         )
 
     def _token_error(
-        self, response: requests.Response, body: dict[str, Any]
+        self, response: requests.Response, body: dict[str, Any], secrets: list[str]
     ) -> Exception:
         record = f"token {self._key}"
-        code = str(body.get("error") or "")
-        description = str(body.get("error_description") or "")
+        code = _redact(str(body.get("error") or "")[:100], secrets)
+        description = _redact(str(body.get("error_description") or "")[:500], secrets)
         details = {"status": response.status_code, "error": code}
         reason = response.headers.get("Reason", "")
         if reason == "TooEarlyToRefreshTokens" or (
@@ -328,3 +364,23 @@ def _json_or_empty(response: requests.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _lifetime(value: Any) -> int | None:
+    """Seconds of ``expires_in`` (``"600"``, ``600``, ``"600.0"``); ``None`` if odd."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        seconds = float(str(value).strip())
+    except ValueError:
+        return None
+    if not math.isfinite(seconds) or not 0 < seconds <= _MAX_ACCESS_LIFETIME:
+        return None
+    return int(seconds)
+
+
+def _redact(text: str, secrets: list[str]) -> str:
+    """``text`` with every secret we sent replaced, should Exact echo one back."""
+    for secret in secrets:
+        text = text.replace(secret, "[redacted]")
+    return text

@@ -24,7 +24,10 @@ daily limit never). POST is never retried here: whether a failed POST was stored
 unknown, so the caller looks the record up before sending it again.
 
 Paging follows ``__next`` verbatim: Exact's absolute URL already carries
-``$select``, ``$filter`` and the skip token.
+``$select``, ``$filter`` and the skip token. A relative ``__next`` is resolved
+against the page it came from; one that leaves our host (another host, plain
+``http``, user info) is refused before the bearer token could follow it, and one
+that points back at a page already read is refused instead of looping.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from tenacity import (
@@ -50,6 +53,7 @@ from sync_daemon.kernel.errors import RateLimited, RetryableError
 from .auth import TokenManager
 from .errors import (
     ExactAuthError,
+    ExactDataError,
     ExactError,
     ExactNetworkError,
     ExactNotFound,
@@ -68,6 +72,8 @@ _logger = logging.getLogger(__name__)
 
 #: Characters left as they are in OData query values ($select lists, quotes…).
 _SAFE = "$,'()=:/*"
+#: Longest remote error text kept on an exception (HTML pages, stack traces…).
+MAX_MESSAGE = 500
 
 
 def build_query(params: Mapping[str, str]) -> str:
@@ -169,10 +175,43 @@ class ExactClient:
     def pages(self, url: str) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
         """Each page's rows and its ``__next`` URL, followed verbatim until absent."""
         next_url: str | None = url
+        seen: set[str] = set()
         while next_url:
+            seen.add(next_url)
             body = self.get(next_url)
-            rows, next_url = _results(body, next_url)
+            rows, raw_next = _results(body, next_url)
+            next_url = self._next_url(raw_next, next_url, seen)
             yield rows, next_url
+
+    def _next_url(self, raw: str | None, current: str, seen: set[str]) -> str | None:
+        """``__next`` as an absolute URL on our own host, or ``None`` at the end."""
+        if raw is None:
+            return None
+        resolved = urljoin(current, raw)
+        ours = urlsplit(self.settings.host)
+        try:
+            parts = urlsplit(resolved)
+            same = (
+                parts.scheme == ours.scheme
+                and parts.netloc.lower() == ours.netloc.lower()
+                and parts.username is None
+            )
+        except ValueError:
+            same = False
+        if not same:
+            raise ExactDataError(
+                f"__next leaves {self.settings.host}; not followed",
+                record=_short(current),
+                field="d.__next",
+                details={"next_host": urlsplit(resolved).netloc[:100]},
+            )
+        if resolved in seen:
+            raise ExactDataError(
+                "__next points back at a page already read; paging stopped",
+                record=_short(current),
+                field="d.__next",
+            )
+        return resolved
 
     # ---------------------------------------------------------------- internals
 
@@ -281,27 +320,61 @@ class ExactClient:
         if not url.startswith(prefix):
             return None
         head = url[len(prefix) :].split("/", 1)[0]
-        return int(head) if head.isdigit() else None
+        return int(head) if head.isascii() and head.isdigit() else None
 
 
 def _results(body: Any, url: str) -> tuple[list[dict[str, Any]], str | None]:
-    """Rows and ``__next`` of a list envelope; a single ``{"d": {…}}`` is one row."""
+    """Rows and ``__next`` of a list envelope; a single ``{"d": {…}}`` is one row.
+
+    Anything else (no ``d``, ``results`` that is not a list, a row that is not an
+    object, a ``__next`` that is not text) is refused as a whole: dropping the odd
+    parts would silently lose records.
+    """
+    record = _short(url)
     if not isinstance(body, dict) or "d" not in body:
         raise ExactUnavailable(
-            "answer without the OData 'd' envelope", record=_short(url), field="d"
+            "answer without the OData 'd' envelope", record=record, field="d"
         )
     inner = body["d"]
     if isinstance(inner, list):
-        return [row for row in inner if isinstance(row, dict)], None
-    if isinstance(inner, dict) and "results" in inner:
-        rows = inner.get("results") or []
-        next_url = inner.get("__next") or None
-        return [row for row in rows if isinstance(row, dict)], next_url
-    if isinstance(inner, dict):
+        return _rows(inner, record, "d"), None
+    if not isinstance(inner, dict) or not inner:
+        raise ExactUnavailable(
+            "unexpected OData envelope", record=record, field="d.results"
+        )
+    if "results" not in inner:
+        if "__next" in inner:
+            raise ExactUnavailable(
+                "__next without results", record=record, field="d.results"
+            )
         return [inner], None
-    raise ExactUnavailable(
-        "unexpected OData envelope", record=_short(url), field="d.results"
-    )
+    results = inner["results"]
+    rows = _rows([] if results is None else results, record, "d.results")
+    next_url = inner.get("__next")
+    if next_url is not None and not isinstance(next_url, str):
+        raise ExactUnavailable(
+            f"__next is not a URL: {type(next_url).__name__}",
+            record=record,
+            field="d.__next",
+        )
+    return rows, next_url or None
+
+
+def _rows(rows: Any, record: str, field: str) -> list[dict[str, Any]]:
+    if not isinstance(rows, list):
+        raise ExactUnavailable(
+            f"{field} is not a list but {type(rows).__name__}",
+            record=record,
+            field=field,
+        )
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ExactUnavailable(
+                f"row {index} is not an object but {type(row).__name__}",
+                record=record,
+                field=f"{field}[{index}]",
+            )
+    return rows
 
 
 def _status_error(method: str, url: str, response: requests.Response) -> ExactError:
@@ -311,6 +384,8 @@ def _status_error(method: str, url: str, response: requests.Response) -> ExactEr
     except ValueError:
         body = None
     text = error_message(body) or response.reason or ""
+    if len(text) > MAX_MESSAGE:
+        text = text[:MAX_MESSAGE] + "…"
     details = {"status": status, "method": method, "message": text}
     record = _short(url)
     message = f"{method} answered {status}: {text}".rstrip(": ")

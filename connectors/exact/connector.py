@@ -65,6 +65,7 @@ from .errors import (
     ExactNeedsReauthorisation,
 )
 from .mapping import (
+    INT64_MAX,
     account_to_customer,
     customer_to_account,
     deleted_to_deletion,
@@ -174,7 +175,7 @@ class ExactConnector:
         except ExactAuthError as err:
             return HealthReport("invalid", str(err))
         current = me_rows[0].get("CurrentDivision") if me_rows else None
-        if not str(current or "").isdigit():
+        if not _is_digits(str(current or "")):
             raise ExactDataError(
                 "current/Me answered without CurrentDivision",
                 record="Exact current/Me",
@@ -190,7 +191,7 @@ class ExactConnector:
             int(row["Code"])
             for rows, _ in self.client.pages(listing)
             for row in rows
-            if str(row.get("Code", "")).isdigit()
+            if _is_digits(str(row.get("Code", "")))
         }
         if self.settings.division not in divisions:
             raise ExactConfigurationError(
@@ -304,14 +305,16 @@ class ExactConnector:
                 "$filter": f"Timestamp gt {since}",
             },
         )
+        seen: set[tuple[str, str]] = set()
         for rows, _next in self.client.pages(url):
-            customers, rejected = _map_rows(rows, account_to_customer)
+            customers, rejected = _map_rows(rows, account_to_customer, seen)
             since = max([since, *_timestamps(rows)])
             yield Page(customers, str(since), rejected)
 
     def _bulk_pages(self, start: int, url: str) -> Iterator[Page[Customer]]:
+        seen: set[tuple[str, str]] = set()
         for rows, next_url in self.client.pages(url):
-            customers, rejected = _map_rows(rows, account_to_customer)
+            customers, rejected = _map_rows(rows, account_to_customer, seen)
             cursor = f"bulk {start} {next_url}" if next_url else str(start)
             yield Page(customers, cursor, rejected)
 
@@ -328,7 +331,7 @@ class ExactConnector:
         rows, _ = next(self.client.pages(url))
         value = rows[0].get("TimeStampAsBigInt") if rows else None
         text = str(value if value is not None else "").strip()
-        if not text.isdigit():
+        if not _is_digits(text) or int(text) > INT64_MAX:
             raise ExactDataError(
                 f"SyncTimestamp answered {value!r}",
                 record="Exact read/sync/Sync/SyncTimestamp",
@@ -670,6 +673,13 @@ class ExactConnector:
         for attempt in range(1, attempts + 1):
             try:
                 answer = self.client.post(url, body)
+                return _created_ref(answer, key_field, code_field, record)
+            except ExactDataError:
+                # Stored (2xx) but the answer lacks the key: find it, never re-POST.
+                found = lookup()
+                if found is not None:
+                    return found
+                raise
             except RetryableError as err:
                 if isinstance(err, RateLimited) and err.scope == "daily":
                     raise
@@ -690,7 +700,6 @@ class ExactConnector:
                 if found is not None:
                     return found
                 continue
-            return _created_ref(answer, key_field, code_field, record)
         raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -715,32 +724,54 @@ def _created_ref(
 
 
 def _map_rows(
-    rows: list[dict[str, Any]], mapper: Callable[[dict[str, Any]], Customer]
+    rows: list[dict[str, Any]],
+    mapper: Callable[[dict[str, Any]], Customer],
+    seen: set[tuple[str, str]],
 ) -> tuple[list[Customer], list[tuple[str, Exception]]]:
+    """Mapped rows and rejected ones; a version already read in this pull is skipped.
+
+    Skip-token paging can hand the same row version out twice (on two pages);
+    a row with the same ID and ``Timestamp``/``Modified`` carries nothing new.
+    """
     mapped: list[Customer] = []
     rejected: list[tuple[str, Exception]] = []
+    repeated = 0
     for row in rows:
+        key = str(row.get("ID", "?")).lower()
+        version = (key, str(row.get("Timestamp") or row.get("Modified") or ""))
+        if version[1] and version in seen:
+            repeated += 1
+            continue
+        seen.add(version)
         try:
             mapped.append(mapper(row))
         except ExactError as err:
-            rejected.append((str(row.get("ID", "?")).lower(), err))
+            rejected.append((key, err))
+    if repeated:
+        _logger.debug("Exact page repeated %d row versions; skipped", repeated)
     return mapped, rejected
 
 
 def _timestamps(rows: list[dict[str, Any]]) -> list[int]:
+    """The rows' usable ``Timestamp`` values (ASCII digits within Int64)."""
     values = []
     for row in rows:
         text = str(row.get("Timestamp", "")).strip()
-        if text.isdigit():
+        if _is_digits(text) and int(text) <= INT64_MAX:
             values.append(int(text))
     return values
+
+
+def _is_digits(text: str) -> bool:
+    """ASCII digits only: ``"²".isdigit()`` is true but ``int("²")`` fails."""
+    return text.isascii() and text.isdigit()
 
 
 def _parse_timestamp(cursor: str | None) -> int:
     if cursor is None or cursor == "":
         return 1
     text = cursor.strip()
-    if not text.isdigit():
+    if not _is_digits(text) or int(text) > INT64_MAX:
         raise ExactDataError(
             f"not an Exact sync timestamp: {cursor!r}", record="cursor", field="cursor"
         )
@@ -749,7 +780,7 @@ def _parse_timestamp(cursor: str | None) -> int:
 
 def _parse_bulk_cursor(cursor: str) -> tuple[int, str]:
     parts = cursor.split(" ", 2)
-    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].startswith("http"):
+    if len(parts) != 3 or not _is_digits(parts[1]) or not parts[2].startswith("http"):
         raise ExactDataError(
             f"not a bulk-load cursor: {cursor!r}", record="cursor", field="cursor"
         )

@@ -11,13 +11,14 @@ naming the Exact record and the field.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from sync_daemon.kernel.models import (
     Address,
@@ -36,6 +37,7 @@ __all__ = [
     "ExactReceivable",
     "ODataDateTime",
     "account_to_customer",
+    "check_invoice",
     "customer_to_account",
     "deleted_to_deletion",
     "format_odata_datetime",
@@ -48,10 +50,18 @@ __all__ = [
     "vat_key_of_line",
 ]
 
-_ODATA_DATE = re.compile(r"^/Date\((-?\d+)(?:[+-]\d{4})?\)/$")
+# ASCII digits only; in ``/Date(ms+hhmm)/`` the ms are UTC already and the
+# offset only names the writer's zone, so it is checked and then ignored.
+_ODATA_DATE = re.compile(r"^/Date\((-?[0-9]{1,20})(?:[+-][0-9]{4})?\)/$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: .NET ``DateTime.MinValue`` in epoch ms: Exact's way of writing "no date".
 _DOTNET_MIN_MS = -62135596800000
+_DAY_MS = 86_400_000
+#: .NET ``DateTime.MaxValue`` in epoch ms (9999-12-31T23:59:59.999).
+_DOTNET_MAX_MS = 253402300799999
+#: Exact's ``Timestamp`` is a SQL rowversion: a signed 64-bit integer.
+INT64_MAX = 2**63 - 1
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 def parse_odata_date(value: object) -> datetime | None:
@@ -77,8 +87,11 @@ def parse_odata_date(value: object) -> datetime | None:
     if match is None:
         raise ValueError(f"not an OData date literal /Date(ms)/: {value!r}")
     millis = int(match.group(1))
-    if millis <= _DOTNET_MIN_MS:
+    if abs(millis - _DOTNET_MIN_MS) <= _DAY_MS:
+        # MinValue, possibly shifted by the writer's zone: "no date".
         return None
+    if not _DOTNET_MIN_MS < millis <= _DOTNET_MAX_MS:
+        raise ValueError(f"OData date outside years 1-9999: {value!r}")
     # timedelta keeps the milliseconds exact and never consults the local zone.
     return _EPOCH + timedelta(milliseconds=millis)
 
@@ -103,10 +116,6 @@ def pad_code(code: str) -> str:
     return code.strip().rjust(18)
 
 
-def _strip(value: Any) -> Any:
-    return value.strip() if isinstance(value, str) else value
-
-
 def _blank_to_none(value: Any) -> Any:
     if isinstance(value, str):
         value = value.strip()
@@ -124,23 +133,36 @@ def _to_decimal(value: Any) -> Any:
 
 
 def _to_int(value: Any) -> Any:
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isascii() and text.removeprefix("-").isdigit():
+            return int(text)
     return value
 
 
 def _to_str(value: Any) -> Any:
-    """KvK numbers arrive as text or as a number that lost its leading zero."""
+    """KvK numbers and codes arrive as text or as a number (leading zero lost)."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise ValueError(f"not a whole number: {value!r}")
+        return str(int(value))
     return _blank_to_none(value)
 
 
+def _code(value: Any) -> Any:
+    value = _to_str(value)
+    return value.strip() if isinstance(value, str) else value
+
+
 Text = Annotated[str | None, BeforeValidator(_blank_to_none)]
+NumberText = Annotated[str | None, BeforeValidator(_to_str)]
 Amount = Annotated[Decimal | None, BeforeValidator(_to_decimal)]
-Rowversion = Annotated[int | None, BeforeValidator(_to_int)]
+Int64 = Annotated[int, Field(ge=-INT64_MAX - 1, le=INT64_MAX)]
+Rowversion = Annotated[Int64 | None, BeforeValidator(_to_int)]
 
 
 class _ExactRow(BaseModel):
@@ -151,10 +173,10 @@ class ExactAccount(_ExactRow):
     """The ``crm/Accounts`` fields the connector reads."""
 
     ID: str
-    Code: Annotated[str | None, BeforeValidator(_strip)] = None
+    Code: Annotated[str | None, BeforeValidator(_code)] = None
     Name: Text = None
-    VATNumber: Text = None
-    ChamberOfCommerce: Annotated[str | None, BeforeValidator(_to_str)] = None
+    VATNumber: NumberText = None
+    ChamberOfCommerce: NumberText = None
     Email: Text = None
     Phone: Text = None
     Website: Text = None
@@ -341,6 +363,48 @@ def _invoice_label(invoice: Invoice) -> str:
     return f"invoice {invoice.number}"
 
 
+def check_invoice(invoice: Invoice) -> None:
+    """Refuse, before any call, an invoice Exact would refuse or book differently.
+
+    Every 4xx counts against the app's hourly error budget, and an amount booked
+    differently from Odoo's is worse than none: the error names the field.
+    """
+    label = _invoice_label(invoice)
+    if not _CURRENCY.match(invoice.currency):
+        raise ExactDataError(
+            f"currency {invoice.currency!r} is not an ISO 4217 code (EUR, USD…)",
+            record=label,
+            field="currency",
+        )
+    if not invoice.lines:
+        raise ExactDataError(
+            "an invoice needs at least one line", record=label, field="lines"
+        )
+    if invoice.allowance_charges:
+        raise ExactDataError(
+            "document-level allowances or charges cannot be booked in Exact; "
+            "put them on invoice lines",
+            record=label,
+            field="allowance_charges",
+        )
+    if invoice.tax_exclusive_amount < 0 or invoice.payable_amount < 0:
+        raise ExactDataError(
+            "negative totals: amounts must be positive on invoices and credit "
+            "notes alike (the document type gives the direction)",
+            record=label,
+            field="tax_exclusive_amount",
+        )
+    cent = Decimal("0.01")
+    lines_total = sum((line.net_amount for line in invoice.lines), Decimal(0))
+    if lines_total.quantize(cent) != invoice.tax_exclusive_amount.quantize(cent):
+        raise ExactDataError(
+            f"the lines add up to {lines_total}, the untaxed total is "
+            f"{invoice.tax_exclusive_amount}",
+            record=label,
+            field="lines",
+        )
+
+
 def invoice_to_sales_entry(
     invoice: Invoice,
     *,
@@ -354,6 +418,7 @@ def invoice_to_sales_entry(
     Credit notes are Type 21 with negative line amounts; ``YourRef`` carries the
     Odoo invoice number, the key looked up before any re-send.
     """
+    check_invoice(invoice)
     sign = Decimal(-1) if invoice.document_type == "credit_note" else Decimal(1)
     lines = [
         {
@@ -364,12 +429,6 @@ def invoice_to_sales_entry(
         }
         for line in invoice.lines
     ]
-    if not lines:
-        raise ExactDataError(
-            "an invoice needs at least one line",
-            record=_invoice_label(invoice),
-            field="lines",
-        )
     body: dict[str, Any] = {
         "Customer": customer_id,
         "Journal": journal,
@@ -397,8 +456,11 @@ def invoice_to_sales_invoice(
 ) -> dict[str, Any]:
     """A ``salesinvoice/SalesInvoices`` body (item-based, Exact numbers it).
 
-    Credit notes are Type 8021 with negative quantities.
+    Credit notes are Type 8021 with negative quantities. Exact books
+    ``Quantity × NetPrice``, so a line whose net amount differs from that (a line
+    discount, a price per 100 units) is priced at net ÷ quantity.
     """
+    check_invoice(invoice)
     credit = invoice.document_type == "credit_note"
     lines = []
     for line in invoice.lines:
@@ -408,15 +470,9 @@ def invoice_to_sales_invoice(
                 "Item": item_id,
                 "Description": (line.name or invoice.number)[:60],
                 "Quantity": float(quantity),
-                "NetPrice": _money(line.unit_price, "0.0001"),
+                "NetPrice": float(_net_price(invoice, line)),
                 "VATCode": vat_code(line),
             }
-        )
-    if not lines:
-        raise ExactDataError(
-            "an invoice needs at least one line",
-            record=_invoice_label(invoice),
-            field="lines",
         )
     return {
         "OrderedBy": customer_id,
@@ -429,6 +485,25 @@ def invoice_to_sales_invoice(
         "Currency": invoice.currency,
         "SalesInvoiceLines": lines,
     }
+
+
+def _net_price(invoice: Invoice, line: InvoiceLine) -> Decimal:
+    """A 4-decimal unit price with ``quantity × price`` equal to the net amount."""
+    places, cent = Decimal("0.0001"), Decimal("0.01")
+    net = line.net_amount.quantize(cent)
+    base = line.price_base_quantity or Decimal(1)
+    candidates = [(line.unit_price / base).quantize(places)]
+    if line.quantity:
+        candidates.append((line.net_amount / line.quantity).quantize(places))
+    for price in candidates:
+        if (price * line.quantity).quantize(cent) == net:
+            return price
+    raise ExactDataError(
+        f"{line.quantity} × a 4-decimal price cannot make the net amount "
+        f"{line.net_amount}; Exact would book a different amount",
+        record=_invoice_label(invoice),
+        field=f"lines[{line.line_id}].net_amount",
+    )
 
 
 # ------------------------------------------------------------------- payments

@@ -22,7 +22,13 @@ from datetime import UTC, datetime, timedelta
 
 from .errors import ExactRateLimited
 
-__all__ = ["LimitState", "RateLimiter", "epoch_ms", "parse_limits"]
+__all__ = [
+    "LimitState",
+    "RateLimiter",
+    "epoch_ms",
+    "parse_limits",
+    "retry_after_seconds",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -32,6 +38,17 @@ RESET_SLACK = timedelta(milliseconds=250)
 #: Slack on our rolling minute: a call may reach Exact later than we sent it, so
 #: the 61st call waits a second past the minute of the first one.
 WINDOW_SLACK = timedelta(seconds=1)
+#: A minutely limit resets within a minute: a reset further away is not believed.
+MAX_MINUTELY_WAIT = 61.0
+#: A daily limit resets within a day: a longer pause is not believed either.
+MAX_DAILY_PAUSE = timedelta(days=1)
+#: Epoch ms beyond year 9999 cannot be a reset moment.
+_MAX_EPOCH_MS = 253402300799999
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``"²".isdigit()`` is true but ``int("²")`` fails."""
+    return text.isascii() and text.isdigit()
 
 
 def epoch_ms(value: str | None) -> datetime | None:
@@ -39,7 +56,7 @@ def epoch_ms(value: str | None) -> datetime | None:
     if value is None:
         return None
     text = value.strip()
-    if not text.isdigit() or int(text) <= 0:
+    if not _digits(text) or not 0 < int(text) <= _MAX_EPOCH_MS:
         return None
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(text))
 
@@ -48,7 +65,17 @@ def _int(value: str | None) -> int | None:
     if value is None:
         return None
     text = value.strip()
-    return int(text) if text.lstrip("-").isdigit() else None
+    return int(text) if _digits(text.removeprefix("-")) else None
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds (number form only); ``None`` if unusable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not _digits(text):
+        return None
+    return float(min(int(text), 3600))
 
 
 @dataclass(frozen=True)
@@ -137,6 +164,7 @@ class RateLimiter:
             and state.reset_at > now
         ):
             wait = (state.reset_at + RESET_SLACK - now).total_seconds()
+            wait = min(wait, MAX_MINUTELY_WAIT)
         calls = self._calls.get(division)
         if calls:
             while calls and calls[0] <= now - _MINUTE:
@@ -173,14 +201,19 @@ class RateLimiter:
         with self._lock:
             if daily.known and not minutely.known:
                 until = daily.reset_at or now + timedelta(hours=1)
+                until = min(until, now + MAX_DAILY_PAUSE)
                 self.paused_until[division] = until
-                if daily.known:
-                    self.daily[division] = daily
+                self.daily[division] = daily
                 raise self._daily_error(division, until, now)
             if minutely.known:
                 self.minutely[division] = minutely
         if minutely.reset_at is not None:
-            return max(0.0, (minutely.reset_at + RESET_SLACK - now).total_seconds())
+            wait = (minutely.reset_at + RESET_SLACK - now).total_seconds()
+            return min(MAX_MINUTELY_WAIT, max(0.0, wait))
+        lower = {key.lower(): value for key, value in headers.items()}
+        retry_after = retry_after_seconds(lower.get("retry-after"))
+        if retry_after is not None:
+            return min(MAX_MINUTELY_WAIT, retry_after)
         return default_wait
 
     def _daily_error(

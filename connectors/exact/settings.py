@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -38,6 +39,12 @@ COUNTRY_HOSTS = {
     "us": "https://start.exactonline.com",
 }
 
+#: The only host a ``base_url`` may name besides Exact's: the local sandbox.
+LOOPBACK_HOST = "127.0.0.1"
+
+#: Largest division number accepted (Exact's divisions are 32-bit integers).
+MAX_DIVISION = 2**31 - 1
+
 #: ``sync/Deleted`` EntityType codes as Exact documents them, mapped to our names.
 #: Kept in settings so that a change on Exact's side is a configuration edit.
 DEFAULT_DELETED_ENTITY_TYPES = {
@@ -63,6 +70,8 @@ class ExactSettings(BaseModel):
 
     #: Exact host of the administration's country (``https://start.exactonline.be``);
     #: the sandbox's ``http://127.0.0.1:PORT`` in tests. Either this or ``country``.
+    #: Any other host, plain ``http`` to Exact, a port, a path or user info is
+    #: refused: the bearer token and the client secret go to this address.
     base_url: str | None = None
     #: Country of the Exact host (``nl``, ``be``, ``fr``, ``de``, ``es``, ``uk``,
     #: ``us``), used when ``base_url`` is not given.
@@ -71,7 +80,7 @@ class ExactSettings(BaseModel):
     client_id: str = Field(min_length=1)
     client_secret: SecretStr
     #: The Exact division (administration) number; mandatory, never guessed.
-    division: int = Field(gt=0)
+    division: int = Field(gt=0, le=MAX_DIVISION)
     #: Redirect URI registered with the app, used by ``crm-sync auth``.
     redirect_uri: str | None = None
     #: Key of this backend's tokens in the token store (default ``exact:<backend>``).
@@ -123,20 +132,44 @@ class ExactSettings(BaseModel):
             raise ValueError(f"ambiguous division {value!r}: give exactly one number")
         if isinstance(value, str):
             text = value.strip()
-            if not text.isdigit():
+            if not (text.isascii() and text.isdigit()):
                 raise ValueError(
                     f"ambiguous division {value!r}: give exactly one number"
                 )
             return int(text)
         return value
 
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _exact_or_loopback(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError("base_url must be a URL text")
+        return _checked_base_url(value)
+
+    @field_validator("country", mode="before")
+    @classmethod
+    def _country_lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @model_validator(mode="after")
     def _host_known(self) -> ExactSettings:
         if self.base_url is None and self.country is None:
             raise ValueError("give base_url or country (the Exact host)")
-        if self.base_url is None and self.country not in COUNTRY_HOSTS:
+        if self.country is not None and self.country not in COUNTRY_HOSTS:
             raise ValueError(
                 f"unknown country {self.country!r}; one of {sorted(COUNTRY_HOSTS)}"
+            )
+        if (
+            self.base_url is not None
+            and self.country is not None
+            and urlsplit(self.base_url).hostname != LOOPBACK_HOST
+            and self.base_url != COUNTRY_HOSTS[self.country]
+        ):
+            raise ValueError(
+                f"country {self.country!r} is served by "
+                f"{COUNTRY_HOSTS[self.country]}, not by {self.base_url}"
             )
         return self
 
@@ -155,11 +188,48 @@ class ExactSettings(BaseModel):
         try:
             return cls.model_validate(dict(values))
         except ValidationError as err:
-            first = err.errors()[0]
+            # Without the input: it would carry the whole section, secret included.
+            errors = err.errors(include_url=False, include_input=False)
+            first = errors[0]
             key = ".".join(str(part) for part in first["loc"]) or "settings"
+            if key == "settings" and "country" in first["msg"]:
+                key = "country"
             raise ExactConfigurationError(
                 first["msg"],
                 record=f"backend {backend}",
                 field=key,
-                details={"errors": err.errors(include_url=False)},
-            ) from err
+                details={"errors": _plain(errors)},
+            ) from None
+
+
+def _checked_base_url(value: str) -> str:
+    """``scheme://host[:port]`` of an Exact host or of the loopback sandbox."""
+    text = value.strip().rstrip("/")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as err:
+        raise ValueError(f"base_url {value!r} is not a URL") from err
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("base_url must not carry user or password")
+    if parts.path or parts.query or parts.fragment:
+        raise ValueError(f"base_url {value!r} must be the host only, without a path")
+    if host == LOOPBACK_HOST and scheme in {"http", "https"}:
+        return f"{scheme}://{host}" + (f":{port}" if port else "")
+    exact = f"{scheme}://{host}"
+    if port is None and exact in COUNTRY_HOSTS.values():
+        return exact
+    raise ValueError(
+        f"base_url {value!r} is not an Exact host ({', '.join(COUNTRY_HOSTS.values())})"
+        f" nor the {LOOPBACK_HOST} sandbox"
+    )
+
+
+def _plain(errors: list[Any]) -> list[dict[str, Any]]:
+    """Pydantic errors reduced to location, type and message."""
+    return [
+        {"loc": list(error["loc"]), "type": error["type"], "msg": error["msg"]}
+        for error in errors
+    ]

@@ -356,15 +356,21 @@ def test_expires_in_string_or_number(clock: FakeClock, value: Any) -> None:
     assert tokens.base_url == connector.settings.host
 
 
-def test_expires_in_garbage_names_the_field(clock: FakeClock) -> None:
+def test_expires_in_garbage_still_saves_the_pair(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The old refresh token is spent: losing the new pair would force a consent."""
+
     def handler(request: requests.PreparedRequest) -> tuple[int, Any, dict]:
         body = {"access_token": "A", "refresh_token": "R", "expires_in": "ten min"}
         return 200, body, {}
 
-    connector, _ = _memory_connector(clock, handler, MemoryTokenStore())
-    with pytest.raises(Exception) as caught:
-        connector.exchange_code(code="code-1")
-    assert getattr(caught.value, "field", None) == "expires_in"
+    store = MemoryTokenStore()
+    connector, _ = _memory_connector(clock, handler, store)
+    tokens = connector.exchange_code(code="code-1")
+    assert store.tokens["exact:test"] == tokens
+    assert tokens.expires_at == clock.now() + timedelta(seconds=600)
+    assert "expires_in" in caplog.text
 
 
 def test_tokens_of_another_host_are_refused(clock: FakeClock) -> None:

@@ -117,12 +117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults=FaultPlan(rate=args.fault_rate, kinds=kinds, seed=args.seed),
     )
     sandbox.start()
-    print(f"Exact sandbox on {sandbox.url}", flush=True)
-    print(f"  divisions     : {', '.join(map(str, sandbox.division_numbers))}")
-    print(f"  client id     : {args.client_id}")
-    print(f"  client secret : {args.client_secret}")
-    print(f"  consent       : {sandbox.url}/api/oauth2/auth", flush=True)
     try:
+        # Inside the try: a Ctrl-C while the banner prints is a clean stop too.
+        print(f"Exact sandbox on {sandbox.url}", flush=True)
+        print(f"  divisions     : {', '.join(map(str, sandbox.division_numbers))}")
+        print(f"  client id     : {args.client_id}")
+        print(f"  client secret : {args.client_secret}")
+        print(f"  consent       : {sandbox.url}/api/oauth2/auth", flush=True)
         threading.Event().wait()
     except KeyboardInterrupt:
         pass
