@@ -237,6 +237,8 @@ class BackendRun:
         self.erased_field: str | None = None
         self._index: MatchIndex | None = None
         self._touched: set[int] = set()
+        #: partner rows read for the matching index, by id
+        self._rows: dict[int, dict[str, Any]] = {}
         self._new_strong: dict[tuple[str, str], str] = {}
 
     # -- helpers -----------------------------------------------------------------------
@@ -705,20 +707,9 @@ class BackendRun:
 
     def _match_index(self) -> MatchIndex:
         if self._index is None:
-            fields = [
-                "name",
-                "is_company",
-                "parent_id",
-                "commercial_partner_id",
-                "vat",
-                "company_registry",
-                "peppol_eas",
-                "peppol_endpoint",
-                "email",
-                "zip",
-                "country_id",
-                "active",
-            ]
+            # the full partner fields: rows of partners matched in this run are
+            # then taken from here instead of being read again
+            fields = [*PARTNER_READ_FIELDS, "peppol_eas", "peppol_endpoint"]
             if self.erased_field:
                 fields.append(self.erased_field)
             index = MatchIndex(link_on_name_and_postcode=self.link_on_name_and_postcode)
@@ -730,6 +721,7 @@ class BackendRun:
                 context={"active_test": False},
             ):
                 for row in page:
+                    self._rows[row["id"]] = row
                     erased = self.erased_field and row.get(self.erased_field)
                     if erased or row["id"] in self.erased:
                         row = dict(row, erased=True)
@@ -747,7 +739,14 @@ class BackendRun:
         fields = list(PARTNER_READ_FIELDS)
         if self.erased_field:
             fields.append(self.erased_field)
-        rows = {row["id"]: row for row in self.gateway.read(PARTNER, ids, fields)}
+        rows = {
+            i: self._rows[i] for i in ids if i in self._rows and i not in self._touched
+        }
+        missing = [i for i in ids if i not in rows]
+        if missing:
+            rows.update(
+                {row["id"]: row for row in self.gateway.read(PARTNER, missing, fields)}
+            )
         children: dict[int, list[dict[str, Any]]] = {}
         if self.backend.owner("contacts") == "finance":
             for page in self.gateway.search_read_pages(
@@ -880,6 +879,7 @@ class BackendRun:
             kept.append((customer, partner_id, first))
         updates = kept
         rows, children = self._read_partners(pid for _, pid, _ in updates)
+        decided: list[tuple[Customer, int, bool, dict[str, Any], dict[str, Any]]] = []
         for customer, partner_id, first in updates:
             external_id = customer.external_id
             row = rows.get(partner_id)
@@ -921,27 +921,36 @@ class BackendRun:
                         payload={"odoo": ours, "remote": theirs},
                     )
                 )
-            if write:
-                values = group_values(
+            values = (
+                group_values(
                     customer,
                     write,
                     self.lookups,
                     existing_contacts=children.get(partner_id, []),
                 )
-                try:
-                    self.gateway.write(PARTNER, [partner_id], values)
-                except PermanentError as err:
-                    page.issues.append(
-                        self._dead_letter(
-                            "customers",
-                            external_id,
-                            err,
-                            payload=customer.model_dump_json(),
-                            res_model=PARTNER,
-                            res_id=partner_id,
-                        )
+                if write
+                else {}
+            )
+            decided.append((customer, partner_id, first, values, agreed))
+        # one batched write for the page (see OdooGateway.write_many)
+        failures = self.gateway.write_many(
+            PARTNER, {pid: values for _, pid, _, values, _ in decided if values}
+        )
+        for customer, partner_id, first, values, agreed in decided:
+            external_id = customer.external_id
+            if partner_id in failures:
+                page.issues.append(
+                    self._dead_letter(
+                        "customers",
+                        external_id,
+                        failures[partner_id],
+                        payload=customer.model_dump_json(),
+                        res_model=PARTNER,
+                        res_id=partner_id,
                     )
-                    continue
+                )
+                continue
+            if values:
                 self.counts.updated += 1
             elif not first:
                 self.counts.unchanged += 1

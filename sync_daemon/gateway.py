@@ -48,6 +48,7 @@ from .kernel.errors import (
     DataError,
     NetworkError,
     NotFound,
+    PermanentError,
     PermissionDenied,
     RateLimited,
     RemoteRejected,
@@ -574,6 +575,76 @@ class OdooGateway:
                 ids[index] = new_id
             return [int(i) for i in ids if i is not None]
 
+    def write_many(
+        self, model: str, updates: Mapping[int, Mapping[str, Any]]
+    ) -> dict[int, SyncError]:
+        """Write different values on different records in as few calls as possible.
+
+        Records getting the same values share one ``write``. Records with plain
+        values (text, numbers, many2one ids) but different ones go through one
+        ``load`` per set of fields, with the database id in the ``.id`` column:
+        Odoo's batch import, which updates existing records in one transaction
+        and rolls the whole batch back on any error. Many2many commands, and a
+        batch that ``load`` refused, are written one record at a time so that
+        only the faulty record fails. Returns the errors by record id.
+        """
+        failures: dict[int, SyncError] = {}
+        cleaned = {rid: self.clean_values(model, v) for rid, v in updates.items()}
+        cleaned = {rid: v for rid, v in cleaned.items() if v}
+        groups: dict[str, list[int]] = {}
+        for rid, values in cleaned.items():
+            key = json.dumps(values, sort_keys=True, default=str)
+            groups.setdefault(key, []).append(rid)
+        singles: list[int] = []
+        for ids in groups.values():
+            if len(ids) > 1:
+                self._write_or_isolate(model, ids, cleaned[ids[0]], failures)
+            else:
+                singles.extend(ids)
+        by_fields: dict[tuple[str, ...], list[int]] = {}
+        for rid in singles:
+            values = cleaned[rid]
+            if all(_loadable(v) for v in values.values()):
+                by_fields.setdefault(tuple(sorted(values)), []).append(rid)
+            else:
+                self._write_or_isolate(model, [rid], values, failures)
+        known = self.fields(model)
+        for names, ids in by_fields.items():
+            if len(ids) == 1:
+                for rid in ids:
+                    self._write_or_isolate(model, [rid], cleaned[rid], failures)
+                continue
+            columns = [".id"] + [
+                f"{n}/.id" if known[n].get("type") == "many2one" else n for n in names
+            ]
+            rows = [
+                [str(rid)] + [_load_text(cleaned[rid][n]) for n in names] for rid in ids
+            ]
+            try:
+                answer = self._execute_relogin(model, "load", [columns, rows], {})
+            except PermanentError:
+                answer = {"ids": False}
+            if not answer or not answer.get("ids"):
+                for rid in ids:
+                    self._write_or_isolate(model, [rid], cleaned[rid], failures)
+        return failures
+
+    def _write_or_isolate(
+        self,
+        model: str,
+        ids: list[int],
+        values: Mapping[str, Any],
+        failures: dict[int, SyncError],
+    ) -> None:
+        try:
+            self.write(model, ids, values)
+        except PermanentError as err:
+            if len(ids) == 1:
+                failures[ids[0]] = err
+                return
+            for rid in ids:
+                self._write_or_isolate(model, [rid], values, failures)
+
     def write(self, model: str, ids: Sequence[int], values: Mapping[str, Any]) -> None:
         """Write the same values on ``ids``; after a lost answer, read back first."""
         cleaned = self.clean_values(model, values)
@@ -603,6 +674,19 @@ class OdooGateway:
                         model, "write", [list(ids), cleaned], {}
                     )
                 )
+
+
+def _loadable(value: Any) -> bool:
+    """A value ``load`` can take as text: no x2many commands."""
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _load_text(value: Any) -> str:
+    if value is None or value is False:
+        return ""
+    if value is True:
+        return "1"
+    return str(value)
 
 
 def _plain(value: Any) -> Any:

@@ -629,6 +629,8 @@ class FakeOdoo:
             for record_id in ids:
                 self._write_one(model, record_id, dict(values), context, uid)
             return True
+        if method == "load":
+            return self._load(model, args[0], args[1], context, uid)
         if method == "unlink":
             for record_id in args[0]:
                 self.data[model].pop(record_id, None)
@@ -799,6 +801,40 @@ class FakeOdoo:
                 row[name] = value
             rows.append(row)
         return rows
+
+    def _load(
+        self,
+        model: str,
+        columns: list[str],
+        rows: list[list[str]],
+        context: dict[str, Any],
+        uid: int,
+    ) -> dict[str, Any]:
+        """Odoo's batch import, updating by ``.id``; all or nothing."""
+        import copy
+
+        saved = copy.deepcopy(self.data[model])
+        ids = []
+        try:
+            for row in rows:
+                values: dict[str, Any] = {}
+                record_id = 0
+                for column, text in zip(columns, row, strict=True):
+                    if column == ".id":
+                        record_id = int(text)
+                    elif column.endswith("/.id"):
+                        values[column[:-4]] = int(text) if text else False
+                    else:
+                        values[column] = text or False
+                self._write_one(model, record_id, values, context, uid)
+                ids.append(record_id)
+        except OdooFault as err:
+            self.data[model] = saved
+            return {
+                "ids": False,
+                "messages": [{"type": "error", "message": err.message}],
+            }
+        return {"ids": ids, "messages": []}
 
     def _commercial(self, partner_id: int) -> int:
         record = self.data["res.partner"][partner_id]

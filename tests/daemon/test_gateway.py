@@ -265,3 +265,46 @@ def test_lost_write_is_read_back(fake_odoo: FakeOdoo) -> None:
     gateway.write("res.partner", [50], {"name": "New"})
     assert len(_calls(fake_odoo, "write")) == 1
     assert fake_odoo.data["res.partner"][50]["name"] == "New"
+
+
+def test_write_many_batches_and_isolates(fake_odoo: FakeOdoo) -> None:
+    for pid in (201, 202, 203, 204, 205):
+        fake_odoo.seed("res.partner", {"id": pid, "name": f"P{pid}"})
+    gateway = make_gateway(fake_odoo)
+    fake_odoo.data["res.partner"].pop(203)  # deleted meanwhile: its write fails
+    failures = gateway.write_many(
+        "res.partner",
+        {
+            201: {"name": "A", "city": "Gent"},
+            202: {"name": "B", "city": "Gent"},
+            203: {"name": "C", "city": "Gent"},
+            204: {"zip": "1000"},
+            205: {"zip": "1000"},
+        },
+    )
+    assert set(failures) == {203}
+    data = fake_odoo.data["res.partner"]
+    assert (data[201]["name"], data[202]["name"]) == ("A", "B")
+    assert data[204]["zip"] == data[205]["zip"] == "1000"
+    methods = [c.method for c in fake_odoo.calls if c.model == "res.partner"]
+    # one load (refused as a whole), then one write per record of that batch,
+    # and one write for the two records sharing their values
+    assert methods.count("load") == 1
+    assert methods.count("write") == 4
+
+
+def test_write_many_uses_one_load_for_different_values(fake_odoo: FakeOdoo) -> None:
+    for pid in range(300, 340):
+        fake_odoo.seed("res.partner", {"id": pid, "name": f"P{pid}"})
+    gateway = make_gateway(fake_odoo)
+    be = fake_odoo.country_id("BE")
+    failures = gateway.write_many(
+        "res.partner",
+        {pid: {"name": f"New {pid}", "country_id": be} for pid in range(300, 340)},
+    )
+    assert failures == {}
+    assert [c.method for c in fake_odoo.calls if c.model == "res.partner"].count(
+        "load"
+    ) == 1
+    assert fake_odoo.data["res.partner"][339]["name"] == "New 339"
+    assert fake_odoo.data["res.partner"][339]["country_id"] == be
