@@ -21,7 +21,8 @@ The decision for one external record, in this order:
     digits under another country, same VAT but another registry…), or the match is
     archived or erased: a person decides, nothing is merged or created;
 ``proposal``
-    only the name (+ postcode) or the e-mail is shared: a suggestion with a score,
+    only the name (+ postcode), the e-mail or the phone number (E.164, with
+    phonenumbers) is shared: a suggestion with a score,
     never linked automatically when either side carries an identifier;
 ``link`` by ``name_postcode``
     when *neither* side has any identifier and exactly one customer has the same
@@ -140,6 +141,7 @@ class Keys:
     registry: str | None = None
     peppol: str | None = None
     email: str | None = None
+    phone: str | None = None
     name_key: str = ""
     zip: str = ""
     country: str | None = None
@@ -169,6 +171,7 @@ def _keys(
     registry: object,
     peppol: object,
     email: object,
+    phone: object = None,
     zip_code: object,
     country: str | None,
     is_company: bool = True,
@@ -204,6 +207,7 @@ def _keys(
         registry=registry_key,
         peppol=peppol_key,
         email=ids.email_key(email) if email else None,
+        phone=ids.phone_key(phone, country) if phone else None,
         name_key=name_key(name),
         zip=_zip(zip_code),
         country=country,
@@ -241,6 +245,7 @@ def partner_keys(row: Mapping[str, Any], country_code: str | None = None) -> Key
         registry=row.get("company_registry") or None,
         peppol=peppol or row.get("peppol_id") or None,
         email=row.get("email"),
+        phone=row.get("phone"),
         zip_code=row.get("zip"),
         country=country_code or (row.get("country_code") or None),
         is_company=is_company,
@@ -265,6 +270,7 @@ def customer_keys(customer: Customer) -> Keys:
         registry=customer.company_registry,
         peppol=customer.peppol_id,
         email=customer.email,
+        phone=customer.phone,
         zip_code=customer.address.zip,
         country=customer.country_code,
         is_company=customer.is_company,
@@ -338,6 +344,8 @@ class MatchIndex:
             self._with_identifier.add(commercial)
         if keys.email:
             self._by["email"][keys.email].add(commercial)
+        if keys.phone:
+            self._by["phone"][keys.phone].add(commercial)
         if keys.name_key:
             self._by["name"][keys.name_key].add(commercial)
             if keys.zip:
@@ -492,6 +500,15 @@ class MatchIndex:
                     )
                 else:
                     suggestions[pid] = Suggestion(pid, 0.7, "same e-mail")
+        if keys.phone:
+            for pid in self._by["phone"].get(keys.phone, ()):
+                if pid in suggestions:
+                    old = suggestions[pid]
+                    suggestions[pid] = Suggestion(
+                        pid, min(0.95, old.score + 0.05), old.reason + " and phone"
+                    )
+                else:
+                    suggestions[pid] = Suggestion(pid, 0.65, "same phone")
         if not suggestions:
             return Decision(
                 "new", external_id, None, "", 0.0, "no Odoo customer shares a key"

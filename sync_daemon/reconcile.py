@@ -128,6 +128,7 @@ def _exact_keys(record: Mapping[str, Any]) -> Keys:
             else None
         ),
         email=record.get("Email"),
+        phone=record.get("Phone"),
         zip_code=record.get("Postcode"),
         country=_country(record.get("Country")),
     )
@@ -143,6 +144,7 @@ def _sage_keys(record: Mapping[str, Any]) -> Keys:
         registry=record.get("registered_number") or record.get("company_number"),
         peppol=None,
         email=record.get("email"),
+        phone=record.get("telephone") or record.get("mobile"),
         zip_code=address.get("postal_code"),
         country=_country(address.get("country") or record.get("country")),
     )

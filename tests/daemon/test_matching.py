@@ -519,3 +519,18 @@ def test_fast_name_key_equals_the_kernel() -> None:
         parts = rng.choices(words + forms, k=rng.randint(0, 6))
         text = " ".join(parts)
         assert name_key(text) == kernel_name_key(text), text
+
+
+def test_same_phone_in_another_format_is_a_proposal() -> None:
+    index = MatchIndex(
+        [
+            partner_keys(
+                _odoo(1, "Bakkerij Peeters", phone="02 555 12 34", country_code="BE")
+            )
+        ]
+    )
+    decision = index.match(
+        customer_keys(_exact("Peeters Brood", country="BE", phone="+32 2 555 12 34"))
+    )
+    assert decision.outcome == "proposal" and decision.candidate_ids == [1]
+    assert "phone" in decision.explanation
