@@ -63,7 +63,7 @@ from .errors import (
     ExactTimeout,
     ExactUnavailable,
 )
-from .ratelimit import RateLimiter
+from .ratelimit import MAX_MINUTELY_WAIT, RateLimiter, retry_after_seconds
 from .settings import ExactSettings
 
 __all__ = ["CallStats", "ExactClient", "build_query", "error_message"]
@@ -195,12 +195,15 @@ class ExactClient:
                 parts.scheme == ours.scheme
                 and parts.netloc.lower() == ours.netloc.lower()
                 and parts.username is None
+                # Same division and entity: the skip token only moves the offset.
+                and parts.path == urlsplit(current).path
             )
         except ValueError:
             same = False
         if not same:
             raise ExactDataError(
-                f"__next leaves {self.settings.host}; not followed",
+                f"__next leaves {_short(current)} on {self.settings.host}; "
+                "not followed",
                 record=_short(current),
                 field="d.__next",
                 details={"next_host": urlsplit(resolved).netloc[:100]},
@@ -231,7 +234,13 @@ class ExactClient:
         seconds = backoff(state)
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, RetryableError) and error.retry_after:
-            seconds = max(seconds, min(error.retry_after, 3600.0))
+            # A minute at most for a limit, our own ceiling for anything else.
+            ceiling = (
+                MAX_MINUTELY_WAIT
+                if isinstance(error, RateLimited)
+                else self.settings.max_backoff
+            )
+            seconds = max(seconds, min(error.retry_after, ceiling))
         return seconds
 
     def _send(
@@ -390,7 +399,10 @@ def _status_error(method: str, url: str, response: requests.Response) -> ExactEr
     record = _short(url)
     message = f"{method} answered {status}: {text}".rstrip(": ")
     if status >= 500:
-        return ExactUnavailable(message, record=record, details=details)
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        return ExactUnavailable(
+            message, retry_after=retry_after, record=record, details=details
+        )
     if status == 401:
         return ExactAuthError(message, record=record, details=details)
     if status == 403:

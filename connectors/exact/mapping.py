@@ -111,9 +111,13 @@ def odata_quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+#: Exact's account codes are right-aligned in this many characters.
+_CODE_LENGTH = 18
+
+
 def pad_code(code: str) -> str:
     """Exact's account codes are right-aligned in 18 characters."""
-    return code.strip().rjust(18)
+    return code.strip().rjust(_CODE_LENGTH)
 
 
 def _blank_to_none(value: Any) -> Any:
@@ -322,6 +326,13 @@ def customer_to_account(customer: Customer) -> dict[str, Any]:
         "Blocked": customer.blocked,
     }
     if customer.external_code:
+        if len(customer.external_code.strip()) > _CODE_LENGTH:
+            raise ExactDataError(
+                f"code {customer.external_code!r} is longer than Exact's "
+                f"{_CODE_LENGTH} characters",
+                record=f"customer {customer.name}",
+                field="Code",
+            )
         body["Code"] = pad_code(customer.external_code)
     return {key: value for key, value in body.items() if value is not None}
 

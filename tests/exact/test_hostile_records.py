@@ -381,3 +381,15 @@ def test_create_answer_without_id_is_looked_up_not_reposted(clock: FakeClock) ->
     connector, _ = _connector(clock, handler)
     ref = connector.push_invoice(_invoice(), idempotency_key="k")
     assert ref.external_id == "e-1" and len(stored) == 1
+
+
+def test_account_code_longer_than_exact_allows_is_refused_before_sending() -> None:
+    from connectors.exact.mapping import customer_to_account
+    from sync_daemon.kernel.models import Customer
+
+    with pytest.raises(ExactDataError) as caught:
+        customer_to_account(
+            Customer(external_id="odoo-1", external_code="X" * 19, name="Jansen")
+        )
+    assert caught.value.field == "Code"
+    assert caught.value.record == "customer Jansen"

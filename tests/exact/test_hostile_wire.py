@@ -449,3 +449,43 @@ def test_the_suite_cannot_reach_beyond_loopback(clock: FakeClock) -> None:
     """The guard in conftest refuses a real connection to Exact's host."""
     with pytest.raises(AssertionError, match="test tried to reach"):
         socket.create_connection(("192.0.2.1", 443), timeout=0.5)
+
+
+@pytest.mark.parametrize(
+    "next_path",
+    [
+        "/api/v1/1234/crm/Accounts?$skiptoken=guid'x'",  # another division
+        "/api/v1/2999999/financial/GLAccounts?$skiptoken=guid'x'",
+        "/api/oauth2/token",
+    ],
+)
+def test_next_to_another_division_or_entity_is_refused(
+    clock: FakeClock, next_path: str
+) -> None:
+    def handler(request: requests.PreparedRequest) -> tuple[int, Any, dict]:
+        if "skiptoken" in str(request.url) or "oauth2" in str(request.url):
+            return 200, {"d": {"results": [_row(9)]}}, {}
+        return 200, {"d": {"results": [_row(1)], "__next": EXACT_NL + next_path}}, {}
+
+    connector, adapter = _connector(clock, handler)
+    url = connector.client.url("crm/Accounts", {"$select": "ID,Name"})
+    with pytest.raises(ExactDataError) as caught:
+        list(connector.client.pages(url))
+    assert caught.value.field == "d.__next" and len(adapter.requests) == 1
+
+
+def test_retry_after_on_503_is_honoured_within_the_backoff_ceiling(
+    clock: FakeClock,
+) -> None:
+    script = iter(
+        [
+            (503, b"<html>maintenance</html>", {"Retry-After": "20"}),
+            (503, b"", {"Retry-After": "999999"}),
+            (200, {"d": {"results": []}}, {}),
+        ]
+    )
+    connector, adapter = _connector(clock, lambda request: next(script))
+    connector.client.get(connector.client.url("crm/Accounts"))
+    assert len(adapter.requests) == 3
+    assert clock.sleeps[0] >= 20
+    assert clock.sleeps[1] <= connector.settings.max_backoff
