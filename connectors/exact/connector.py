@@ -420,7 +420,7 @@ class ExactConnector:
                 )
             )
             if same:
-                matches[str(row["ID"]).lower()] = row
+                matches[_key_of(row, "ID", f"customer {customer.name}")] = row
         if len(matches) > 1:
             raise ExactDataError(
                 f"{len(matches)} Exact accounts match this customer: "
@@ -460,7 +460,7 @@ class ExactConnector:
             )
             if len(rows) == 1:
                 return RemoteRef(
-                    external_id=str(rows[0]["ID"]).lower(),
+                    external_id=_key_of(rows[0], "ID", f"customer {customer.name}"),
                     external_code=str(rows[0].get("Code") or "").strip() or None,
                 )
             return None
@@ -501,7 +501,7 @@ class ExactConnector:
             )
         row = rows[0]
         return RemoteRef(
-            external_id=str(row[key]).lower(),
+            external_id=_key_of(row, key, f"invoice {invoice.number}"),
             external_code=str(row.get(number)) if row.get(number) else None,
         )
 
@@ -594,7 +594,7 @@ class ExactConnector:
     def _gl_accounts(self) -> dict[str, str]:
         if self._gl_ids is None:
             self._gl_ids = {
-                str(row.get("Code", "")).strip(): str(row["ID"])
+                str(row.get("Code", "")).strip(): _key_of(row, "ID", "Exact GL account")
                 for row in self._all("financial/GLAccounts", "ID,Code,Type")
             }
         return self._gl_ids
@@ -617,7 +617,7 @@ class ExactConnector:
                     record=f"backend {self._ctx.backend_id}",
                     field="item_code",
                 )
-            self._item_id = str(rows[0]["ID"])
+            self._item_id = _key_of(rows[0], "ID", f"Exact item {code}")
         return self._item_id
 
     # ======================================================= PaymentSource
@@ -760,6 +760,16 @@ def _timestamps(rows: list[dict[str, Any]]) -> list[int]:
         if _is_digits(text) and int(text) <= INT64_MAX:
             values.append(int(text))
     return values
+
+
+def _key_of(row: dict[str, Any], field: str, record: str) -> str:
+    """The row's key in lower case; a row without one is a named data error."""
+    value = row.get(field)
+    if value is None or str(value).strip() == "":
+        raise ExactDataError(
+            f"Exact answered a row without {field}", record=record, field=field
+        )
+    return str(value).strip().lower()
 
 
 def _is_digits(text: str) -> bool:

@@ -393,3 +393,52 @@ def test_account_code_longer_than_exact_allows_is_refused_before_sending() -> No
         )
     assert caught.value.field == "Code"
     assert caught.value.record == "customer Jansen"
+
+
+@pytest.mark.parametrize("amount", [float("nan"), float("inf"), "12,50"])
+def test_receivable_amount_that_is_no_number_is_rejected(
+    clock: FakeClock, amount: Any
+) -> None:
+    rows = [
+        {"ID": "R1", "YourRef": "F1", "AmountFC": amount, "Timestamp": 30,
+         "TransactionAmountFC": 121.0, "Currency": "EUR"},
+        {"ID": "R2", "YourRef": "F2", "AmountFC": 21.0, "Timestamp": 31,
+         "TransactionAmountFC": 121.0, "Currency": "EUR"},
+    ]  # fmt: skip
+    raw = json.dumps(_page(rows)).encode()  # NaN/Infinity as Python's json writes
+    connector, _ = _connector(clock, lambda request: (200, raw, {}))
+    pages = list(connector.pull_payments("5"))
+    assert [p.invoice_number for page in pages for p in page.records] == ["F2"]
+    rejected = [(key, err) for page in pages for key, err in page.rejected]
+    assert [key for key, _ in rejected] == ["R1"]
+    assert getattr(rejected[0][1], "field", None) == "AmountFC"
+    assert pages[-1].cursor == "31"
+
+
+def test_lookup_rows_without_their_key_are_named_errors(clock: FakeClock) -> None:
+    def handler(request: requests.PreparedRequest) -> tuple[int, Any, dict]:
+        return 200, _page([{"YourRef": "FV-2025-00042", "EntryNumber": 3}]), {}
+
+    connector, _ = _connector(clock, handler)
+    with pytest.raises(ExactDataError) as caught:
+        connector.find_invoice(_invoice())
+    assert caught.value.field == "EntryID"
+    assert caught.value.record == "invoice FV-2025-00042"
+
+
+def test_account_lookup_row_without_id_is_a_named_error(clock: FakeClock) -> None:
+    from sync_daemon.kernel.models import Address, Customer
+
+    def handler(request: requests.PreparedRequest) -> tuple[int, Any, dict]:
+        return 200, _page([{"VATNumber": "BE0765881217", "Country": "BE"}]), {}
+
+    connector, _ = _connector(clock, handler)
+    customer = Customer(
+        external_id="odoo-1",
+        name="Atelier",
+        vat="BE0765881217",
+        address=Address(country_code="BE"),
+    )
+    with pytest.raises(ExactDataError) as caught:
+        connector.find_customer(customer)
+    assert caught.value.field == "ID"
