@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -90,7 +90,7 @@ class TokenManager:
 
     def access_token(self) -> str:
         """A usable access token, refreshing it first when (and only when) due."""
-        tokens = self._store.load(self._key)
+        tokens = _utc(self._store.load(self._key))
         if tokens is not None and self._fresh(tokens):
             self._check_host(tokens)
             return tokens.access_token
@@ -142,7 +142,7 @@ class TokenManager:
         return age < self._settings.min_refresh_age and now < tokens.expires_at
 
     def _load_required(self) -> TokenSet:
-        tokens = self._store.load(self._key)
+        tokens = _utc(self._store.load(self._key))
         if tokens is None:
             raise ExactNeedsReauthorisation(
                 "no Exact tokens stored for this backend; run 'crm-sync auth'",
@@ -227,6 +227,9 @@ class TokenManager:
                 data=form,
                 headers={"Accept": "application/json"},
                 timeout=(self._settings.connect_timeout, self._settings.read_timeout),
+                # A 307/308 would re-send the secret and the refresh token to
+                # wherever it points: a redirect is an error here.
+                allow_redirects=False,
             )
         except requests.Timeout as err:
             raise ExactTimeout(
@@ -364,6 +367,18 @@ def _json_or_empty(response: requests.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _utc(tokens: TokenSet | None) -> TokenSet | None:
+    """Stored times without a zone (a hand-edited store) read as UTC."""
+    if tokens is None:
+        return None
+    update = {
+        name: moment.replace(tzinfo=UTC)
+        for name in ("issued_at", "expires_at", "refresh_expires_at")
+        if (moment := getattr(tokens, name)) is not None and moment.tzinfo is None
+    }
+    return tokens.model_copy(update=update) if update else tokens
 
 
 def _lifetime(value: Any) -> int | None:

@@ -188,15 +188,10 @@ class ExactClient:
         if raw is None:
             return None
         resolved = urljoin(current, raw)
-        ours = urlsplit(self.settings.host)
         try:
-            parts = urlsplit(resolved)
-            same = (
-                parts.scheme == ours.scheme
-                and parts.netloc.lower() == ours.netloc.lower()
-                and parts.username is None
-                # Same division and entity: the skip token only moves the offset.
-                and parts.path == urlsplit(current).path
+            # Same host, division and entity: the skip token only moves the offset.
+            same = self.on_host(resolved) and (
+                urlsplit(resolved).path == urlsplit(current).path
             )
         except ValueError:
             same = False
@@ -243,6 +238,19 @@ class ExactClient:
             seconds = max(seconds, min(error.retry_after, ceiling))
         return seconds
 
+    def on_host(self, url: str) -> bool:
+        """Whether ``url`` is on the configured Exact host (scheme, host and port)."""
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return False
+        ours = urlsplit(self.settings.host)
+        return (
+            parts.scheme == ours.scheme
+            and parts.netloc.lower() == ours.netloc.lower()
+            and parts.username is None
+        )
+
     def _send(
         self,
         method: str,
@@ -252,6 +260,13 @@ class ExactClient:
         retried_429: bool = False,
         retried_401: bool = False,
     ) -> Any:
+        if not self.on_host(url):
+            # The bearer token goes with every call: never to another address.
+            raise ExactDataError(
+                f"{method} refused: the URL is not on {self.settings.host}",
+                record=_short(url)[:100],
+                field="url",
+            )
         division = self._division_of(url)
         if division is not None:
             self.limiter.before_call(division)

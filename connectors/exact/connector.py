@@ -295,6 +295,13 @@ class ExactConnector:
             return
         if cursor is not None and cursor.startswith("bulk "):
             start, url = _parse_bulk_cursor(cursor)
+            if not self.client.on_host(url) or "/bulk/CRM/Accounts" not in url:
+                raise ExactDataError(
+                    "the bulk-load cursor points away from this backend's "
+                    "bulk/CRM/Accounts",
+                    record="cursor",
+                    field="cursor",
+                )
             yield from self._bulk_pages(start, url)
             return
         since = _parse_timestamp(cursor)

@@ -489,3 +489,47 @@ def test_retry_after_on_503_is_honoured_within_the_backoff_ceiling(
     assert len(adapter.requests) == 3
     assert clock.sleeps[0] >= 20
     assert clock.sleeps[1] <= connector.settings.max_backoff
+
+
+def test_a_bulk_cursor_pointing_elsewhere_is_refused(clock: FakeClock) -> None:
+    connector, adapter = _connector(clock, lambda r: (200, {"d": {"results": []}}, {}))
+    cursor = f"bulk 5 {_EVIL}/api/v1/2999999/bulk/CRM/Accounts?$skiptoken=guid'x'"
+    with pytest.raises(ExactDataError) as caught:
+        list(connector.pull_customers(cursor))
+    assert caught.value.field == "cursor" and adapter.requests == []
+
+
+def test_no_call_leaves_the_configured_host(clock: FakeClock) -> None:
+    connector, adapter = _connector(clock, lambda r: (200, {"d": {"results": []}}, {}))
+    with pytest.raises(ExactDataError):
+        connector.client.get(f"{_EVIL}/api/v1/2999999/crm/Accounts")
+    assert adapter.requests == []
+
+
+def test_token_endpoint_redirects_are_not_followed(clock: FakeClock) -> None:
+    """A 307 would re-send client_secret and refresh token to the new address."""
+    seen: list[str] = []
+
+    def handler(request: requests.PreparedRequest) -> tuple[int, Any, dict]:
+        seen.append(str(request.url))
+        return 307, b"", {"Location": f"{_EVIL}/api/oauth2/token"}
+
+    store = _expired_store(clock)
+    connector, _ = _connector(clock, handler, store)
+    with pytest.raises(ExactError):
+        connector.tokens.access_token()
+    assert seen == [f"{EXACT_NL}/api/oauth2/token"]
+    assert store.tokens["exact:test"].refresh_token == "RT-1"
+
+
+def test_naive_stored_times_are_read_as_utc(clock: FakeClock) -> None:
+    store = MemoryTokenStore()
+    aware = token_set("AT-1", "RT-1", issued_at=clock.now())
+    store.tokens["exact:test"] = aware.model_copy(
+        update={
+            "issued_at": aware.issued_at.replace(tzinfo=None),
+            "expires_at": aware.expires_at.replace(tzinfo=None),
+        }
+    )
+    connector, _ = _connector(clock, lambda r: (200, {}, {}), store)
+    assert connector.tokens.access_token() == "AT-1"
