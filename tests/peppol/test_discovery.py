@@ -18,6 +18,7 @@ from connectors.peppol.discovery import (
     INVOICE_DOCTYPE,
     Discovery,
     participant_candidates,
+    participant_status,
     sml_hostname,
     sml_label,
 )
@@ -171,3 +172,15 @@ def test_smp_document_lists_invoice_doctype(sandbox_factory) -> None:
     assert hrefs and any("Invoice-2" in h for h in hrefs)
     assert finder.service_group(box.smp_url, "0208:0000000097") is None
     assert INVOICE_DOCTYPE.endswith("::2.1")
+
+
+def test_module_level_participant_status_for_callers_without_connector(
+    sandbox_factory,
+) -> None:
+    box = sandbox_factory(inbox_dir="/nonexistent")
+    finder = Discovery(smp_url=box.smp_url, clock=lambda: NOW)
+    status = participant_status(vat="BE0447123478", country="BE", discovery=finder)
+    assert (status.state, status.participant_id) == ("can_receive", "0208:0447123478")
+    assert status.checked_at == NOW
+    nobody = participant_status(discovery=finder)
+    assert (nobody.state, nobody.reason) == ("cannot", "no identifier to look up")
