@@ -32,6 +32,7 @@ that points back at a page already read is refused instead of looping.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -331,7 +332,7 @@ class ExactClient:
         if status == 204 or not response.content:
             return None
         try:
-            return response.json()
+            return _json_body(response.content)
         except ValueError as err:
             raise ExactUnavailable(
                 f"{method} answered {status} with a body that is not JSON (truncated?)",
@@ -404,7 +405,7 @@ def _rows(rows: Any, record: str, field: str) -> list[dict[str, Any]]:
 def _status_error(method: str, url: str, response: requests.Response) -> ExactError:
     status = response.status_code
     try:
-        body = response.json()
+        body = _json_body(response.content)
     except ValueError:
         body = None
     text = error_message(body) or response.reason or ""
@@ -425,6 +426,25 @@ def _status_error(method: str, url: str, response: requests.Response) -> ExactEr
     if status == 404:
         return ExactNotFound(message, record=record, details=details)
     return ExactRejected(message, record=record, details=details)
+
+
+def _json_body(content: bytes) -> Any:
+    """JSON from the raw bytes; bytes that are not UTF-8 are read as Windows-1252.
+
+    Decoding by a declared ``charset=utf-8`` would silently turn every such byte
+    into U+FFFD (a name like ``Caf� No�l``); Windows-1252 is what Dutch and
+    Belgian data in the wrong encoding almost always is.
+    """
+    content = content.removeprefix(codecs.BOM_UTF8)
+    try:
+        return json.loads(content)
+    except UnicodeDecodeError:
+        _logger.warning("Exact answered bytes that are not UTF-8; read as cp1252")
+        try:
+            text = content.decode("cp1252")
+        except UnicodeDecodeError:
+            text = content.decode("latin-1")
+        return json.loads(text)
 
 
 def _short(url: str) -> str:

@@ -21,6 +21,7 @@ import pytest
 import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
 
 from connectors.exact.connector import ExactConnector
 from connectors.exact.sandbox import ExactSandbox, FaultPlan
@@ -112,6 +113,8 @@ class ScriptedAdapter(BaseAdapter):
         else:
             response._content = b"" if body is None else json.dumps(body).encode()
         response.headers = CaseInsensitiveDict(headers)
+        # As requests' own adapter does: the charset the headers declare.
+        response.encoding = get_encoding_from_headers(response.headers)
         response.url = request.url or ""
         response.request = request
         return response

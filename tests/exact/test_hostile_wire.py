@@ -533,3 +533,20 @@ def test_naive_stored_times_are_read_as_utc(clock: FakeClock) -> None:
     )
     connector, _ = _connector(clock, lambda r: (200, {}, {}), store)
     assert connector.tokens.access_token() == "AT-1"
+
+
+def test_body_declared_utf8_but_in_cp1252_keeps_its_accents(clock: FakeClock) -> None:
+    raw = '{"d": {"results": [{"ID": "a", "Name": "Café Noël – BV"}]}}'
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    connector, _ = _connector(
+        clock, lambda request: (200, raw.encode("cp1252"), headers)
+    )
+    rows, _ = next(connector.client.pages(connector.client.url("crm/Accounts")))
+    assert rows[0]["Name"] == "Café Noël – BV"
+
+
+def test_body_with_a_utf8_byte_order_mark_parses(clock: FakeClock) -> None:
+    raw = b"\xef\xbb\xbf" + '{"d": {"results": [{"ID": "a", "Name": "Café"}]}}'.encode()
+    connector, _ = _connector(clock, lambda request: (200, raw, {}))
+    rows, _ = next(connector.client.pages(connector.client.url("crm/Accounts")))
+    assert rows[0]["Name"] == "Café"
