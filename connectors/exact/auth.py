@@ -38,6 +38,7 @@ from .errors import (
     ExactTimeout,
     ExactUnavailable,
 )
+from .ratelimit import retry_after_seconds
 from .settings import ExactSettings
 
 __all__ = ["REFRESH_TOKEN_LIFETIME", "TokenManager"]
@@ -337,6 +338,15 @@ class TokenManager:
                 scope="token_refresh",
                 # Our own 570 s check passed, so only clock skew is left to wait.
                 retry_after=30.0,
+                record=record,
+                details=details,
+            )
+        if response.status_code == 429:
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            return ExactRateLimited(
+                "the Exact token endpoint refused more calls for now",
+                scope="token_endpoint",
+                retry_after=wait if wait is not None else 60.0,
                 record=record,
                 details=details,
             )

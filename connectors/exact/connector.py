@@ -67,6 +67,7 @@ from .errors import (
 from .mapping import (
     INT64_MAX,
     account_to_customer,
+    check_invoice_number,
     customer_to_account,
     deleted_to_deletion,
     format_odata_datetime,
@@ -493,6 +494,7 @@ class ExactConnector:
 
     def find_invoice(self, invoice: Invoice) -> RemoteRef | None:
         """The Exact entry or invoice whose ``YourRef`` is the Odoo number."""
+        check_invoice_number(invoice)
         path, key, number = self._invoice_entity()
         rows = self._select(
             path, f"{key},{number},YourRef", f"YourRef eq {odata_quote(invoice.number)}"

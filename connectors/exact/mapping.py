@@ -38,6 +38,7 @@ __all__ = [
     "ODataDateTime",
     "account_to_customer",
     "check_invoice",
+    "check_invoice_number",
     "customer_to_account",
     "deleted_to_deletion",
     "format_odata_datetime",
@@ -374,6 +375,16 @@ def _invoice_label(invoice: Invoice) -> str:
     return f"invoice {invoice.number}"
 
 
+def check_invoice_number(invoice: Invoice) -> None:
+    """The Odoo number is the ``YourRef`` key: a blank one would match anything."""
+    if not invoice.number.strip():
+        raise ExactDataError(
+            "an invoice without number cannot be booked nor looked up",
+            record=_invoice_label(invoice),
+            field="number",
+        )
+
+
 def check_invoice(invoice: Invoice) -> None:
     """Refuse, before any call, an invoice Exact would refuse or book differently.
 
@@ -381,6 +392,7 @@ def check_invoice(invoice: Invoice) -> None:
     differently from Odoo's is worse than none: the error names the field.
     """
     label = _invoice_label(invoice)
+    check_invoice_number(invoice)
     if not _CURRENCY.match(invoice.currency):
         raise ExactDataError(
             f"currency {invoice.currency!r} is not an ISO 4217 code (EUR, USD…)",

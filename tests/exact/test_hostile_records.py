@@ -442,3 +442,23 @@ def test_account_lookup_row_without_id_is_a_named_error(clock: FakeClock) -> Non
     with pytest.raises(ExactDataError) as caught:
         connector.find_customer(customer)
     assert caught.value.field == "ID"
+
+
+def test_invoice_without_number_is_never_looked_up_nor_linked(
+    clock: FakeClock,
+) -> None:
+    """``YourRef eq ''`` would match every entry typed in Exact without a ref."""
+    calls: list[str] = []
+
+    def handler(request: requests.PreparedRequest) -> tuple[int, Any, dict]:
+        calls.append(str(request.url))
+        return 200, _page([{"EntryID": "E-9", "YourRef": ""}]), {}
+
+    connector, _ = _connector(clock, handler)
+    invoice = _invoice(number=" ")
+    with pytest.raises(ExactDataError) as caught:
+        connector.push_invoice(invoice, idempotency_key="k")
+    assert caught.value.field == "number" and calls == []
+    with pytest.raises(ExactDataError):
+        connector.find_invoice(invoice)
+    assert calls == []

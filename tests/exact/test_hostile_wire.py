@@ -550,3 +550,15 @@ def test_body_with_a_utf8_byte_order_mark_parses(clock: FakeClock) -> None:
     connector, _ = _connector(clock, lambda request: (200, raw, {}))
     rows, _ = next(connector.client.pages(connector.client.url("crm/Accounts")))
     assert rows[0]["Name"] == "Café"
+
+
+def test_429_from_the_token_endpoint_is_a_retryable_limit(clock: FakeClock) -> None:
+    from sync_daemon.kernel.errors import RateLimited
+
+    store = _expired_store(clock)
+    answer = (429, b"Too many requests", {"Retry-After": "40"})
+    connector, _ = _connector(clock, _token_handler(answer, []), store)
+    with pytest.raises(RateLimited) as caught:
+        connector.tokens.access_token()
+    assert caught.value.retry_after == 40
+    assert store.tokens["exact:test"].refresh_token == "RT-1"
