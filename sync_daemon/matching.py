@@ -126,9 +126,13 @@ def _zip(value: object) -> str:
     return "".join(str(value or "").split()).upper()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Keys:
-    """The matching keys of one record (Odoo partner or external customer)."""
+    """The matching keys of one record (Odoo partner or external customer).
+
+    Built once per record by :func:`partner_keys`/:func:`customer_keys` and not
+    changed afterwards (a plain slotted class: many thousands are built per run).
+    """
 
     id: int | str
     name: str
@@ -148,17 +152,16 @@ class Keys:
     #: an identifier was given but is not valid (it still counts as "carrying one")
     has_raw_identifier: bool = False
     problems: tuple[str, ...] = ()
+    _strong: dict[str, str] | None = None
 
     @property
     def has_identifier(self) -> bool:
         return bool(self.vat or self.registry or self.peppol or self.has_raw_identifier)
 
-    @functools.cached_property
-    def _strong(self) -> dict[str, str]:
-        return {k: v for k in _STRONG if (v := getattr(self, k))}
-
     def strong(self) -> dict[str, str]:
         """The identifier keys this record has: ``{"vat": …, "registry": …}``."""
+        if self._strong is None:
+            self._strong = {k: v for k in _STRONG if (v := getattr(self, k))}
         return self._strong
 
 
