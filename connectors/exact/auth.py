@@ -13,6 +13,13 @@ refreshed meanwhile) → refresh only if still needed → save the new pair → 
 hand out the new access token. ``invalid_grant`` raises
 :class:`~connectors.exact.errors.ExactNeedsReauthorisation` at once, with no retry.
 
+Once Exact has answered 200 the old refresh token is spent, so an odd answer
+never costs the new pair: an unusable ``expires_in`` is taken as the documented
+600 s, a missing ``refresh_token`` keeps the old one (RFC 6749 §6). The token
+endpoint is called without following redirects (a 307 would re-send the secret),
+and Exact's error texts are stripped of any secret we sent before they travel on
+an exception.
+
 The authorization-code helpers (:meth:`TokenManager.authorization_url`,
 :meth:`TokenManager.exchange_code`) serve ``crm-sync auth``.
 """

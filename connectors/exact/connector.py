@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -96,6 +97,7 @@ _RECEIVABLE_FIELDS = (
     "TransactionAmountFC,Currency,IsFullyPaid,TransactionIsReversal,"
     "LastPaymentDate,Modified,Timestamp"
 )
+_GUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 #: How far before the start of a bulk load the follow-up sync starts reading.
 _BULK_OVERLAP = timedelta(minutes=10)
 
@@ -453,6 +455,12 @@ class ExactConnector:
         """Update the linked account, or create one (looked up before any re-POST)."""
         body = customer_to_account(customer)
         if external_id:
+            if not _GUID.match(external_id):
+                raise ExactDataError(
+                    f"linked Exact id {external_id[:40]!r} is not a GUID",
+                    record=f"customer {customer.name}",
+                    field="external_id",
+                )
             url = self.client.url(f"crm/Accounts(guid'{external_id}')")
             self.client.put(url, body)
             return RemoteRef(

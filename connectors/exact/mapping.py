@@ -6,7 +6,9 @@ into :class:`~decimal.Decimal`), then turned into kernel records. Records going 
 (accounts, sales entries, sales invoices) are plain dicts ready to be sent.
 
 A row that cannot be mapped raises :class:`~connectors.exact.errors.ExactDataError`
-naming the Exact record and the field.
+naming the Exact record and the field. Invoices going out are checked first
+(:func:`check_invoice`): whatever Exact would refuse (and count against the app's
+hourly error budget) or book differently from Odoo is refused here, before any call.
 """
 
 from __future__ import annotations

@@ -462,3 +462,19 @@ def test_invoice_without_number_is_never_looked_up_nor_linked(
     with pytest.raises(ExactDataError):
         connector.find_invoice(invoice)
     assert calls == []
+
+
+@pytest.mark.parametrize("external_id", ["x')?$filter=1", "not-a-guid"])
+def test_update_with_a_linked_id_that_is_no_guid_is_refused(
+    clock: FakeClock, external_id: str
+) -> None:
+    from sync_daemon.kernel.models import Customer
+
+    calls: list[str] = []
+    connector, _ = _connector(
+        clock, lambda request: calls.append(str(request.url)) or (204, b"", {})
+    )
+    customer = Customer(external_id="odoo-1", name="Jansen")
+    with pytest.raises(ExactDataError) as caught:
+        connector.push_customer(customer, external_id=external_id, idempotency_key="k")
+    assert caught.value.field == "external_id" and calls == []
