@@ -82,7 +82,9 @@ def x3_sandbox() -> Iterator[Any]:
     from connectors.sage.sandbox_http import FaultPlan
     from connectors.sage.sandbox_x3 import SageX3Sandbox
 
-    sandbox = SageX3Sandbox(customers=8, faults=FaultPlan(delay=0.35)).start()
+    # Timeout faults hold the answer 1.5 s against a 1 s operation timeout: wide
+    # enough that a loaded machine does not produce timeouts of its own.
+    sandbox = SageX3Sandbox(customers=8, faults=FaultPlan(delay=1.5)).start()
     yield sandbox
     sandbox.stop()
 
@@ -96,7 +98,7 @@ def make_x3(fake_sleep: FakeSleep) -> Iterator[Callable[..., Any]]:
     built: list[Any] = []
 
     def make(sandbox: Any, **settings: Any) -> SageX3Connector:
-        merged = {"operation_timeout": 0.2, **settings}
+        merged = {"operation_timeout": 1.0, **settings}
         connector = SageX3Connector(
             load_x3(sandbox.settings(**merged)), sleep=fake_sleep
         )

@@ -204,7 +204,7 @@ def test_read_timeout_is_bounded_and_retried(
     x3_sandbox: SageX3Sandbox, make_x3: MakeX3
 ) -> None:
     connector = make_x3(x3_sandbox)
-    assert connector.client._transport.operation_timeout == 0.2
+    assert connector.client._transport.operation_timeout == 1.0
     x3_sandbox.faults.force("timeout", "read")
     assert connector.client.read("BPC", {"BPCNUM": "C00002"}).status == 1
     assert [op for op, _ in x3_sandbox.calls].count("read") == 2
