@@ -75,3 +75,17 @@ def test_protocols_are_checked_structurally() -> None:
     dummy = Dummy()
     assert isinstance(dummy, Connector) and isinstance(dummy, CustomerSource)
     assert next(iter(dummy.pull_customers("c1"))).cursor == "c1"
+
+
+def test_token_set_never_shows_its_secrets() -> None:
+    from datetime import UTC, datetime
+
+    from sync_daemon.kernel.protocol import TokenSet
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    tokens = TokenSet(
+        access_token="AT-secret", refresh_token="RT-secret", issued_at=now,
+        expires_at=now,
+    )  # fmt: skip
+    assert "secret" not in repr(tokens) and "secret" not in str(tokens)
+    assert tokens.access_token == "AT-secret"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .models import Customer, Deletion, Invoice, PaymentStatus, RemoteRef
 
@@ -59,8 +59,9 @@ class TokenSet(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    access_token: str
-    refresh_token: str | None = None
+    # Secrets stay out of repr() so that a logged or raised TokenSet leaks nothing.
+    access_token: str = Field(repr=False)
+    refresh_token: str | None = Field(default=None, repr=False)
     issued_at: datetime
     expires_at: datetime
     refresh_expires_at: datetime | None = None
