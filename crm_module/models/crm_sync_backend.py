@@ -4,6 +4,7 @@ import pytz
 
 from odoo import api, fields, models
 from odoo.exceptions import ValidationError
+
 from odoo.addons.base.models.res_partner import _lang_get, _tz_get
 
 from ..tools.daemon import (

@@ -99,10 +99,8 @@ class CrmSyncLink(models.Model):
     @api.depends("backend_id", "external_id", "external_code")
     def _compute_display_name(self):
         for link in self:
-            link.display_name = "%s / %s" % (
-                link.backend_id.name or "",
-                link.external_code or link.external_id or "",
-            )
+            reference = link.external_code or link.external_id or ""
+            link.display_name = f"{link.backend_id.name or ''} / {reference}"
 
     @api.constrains("res_model")
     def _check_res_model(self):

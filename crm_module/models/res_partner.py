@@ -7,6 +7,7 @@ from odoo.osv import expression
 
 from odoo.addons.account_edi_ubl_cii.models.account_edi_common import EAS_MAPPING
 
+from ..tools.daemon import check_daemon_access, daemon_page_limit
 from ..tools.identifiers import (
     has_vat_checker,
     normalize_email,
@@ -14,7 +15,6 @@ from ..tools.identifiers import (
     normalize_registry,
     normalize_vat,
 )
-from ..tools.daemon import check_daemon_access, daemon_page_limit
 
 _logger = logging.getLogger(__name__)
 

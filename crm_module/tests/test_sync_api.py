@@ -297,16 +297,19 @@ class TestSyncLinkApi(CrmModuleCommon):
             ("guid-1", self.other.id),
             ("guid-2", self.customer.id),
         ):
-            with self.assertRaises(IntegrityError), mute_logger("odoo.sql_db"):
-                with self.env.cr.savepoint():
-                    self.env["crm.sync.link"].create(
-                        {
-                            "backend_id": self.backend.id,
-                            "res_model": "res.partner",
-                            "res_id": res_id,
-                            "external_id": external_id,
-                        }
-                    )
+            with (
+                self.assertRaises(IntegrityError),
+                mute_logger("odoo.sql_db"),
+                self.env.cr.savepoint(),
+            ):
+                self.env["crm.sync.link"].create(
+                    {
+                        "backend_id": self.backend.id,
+                        "res_model": "res.partner",
+                        "res_id": res_id,
+                        "external_id": external_id,
+                    }
+                )
         with self.assertRaisesRegex(ValidationError, "res_model"):
             self.env["crm.sync.link"].create(
                 {

@@ -38,15 +38,18 @@ class TestSyncBackend(CrmModuleCommon):
         # a missing line falls back to the default owner
         lines.filtered(lambda line: line.field_group == "tags").unlink()
         self.assertEqual(self.backend._get_ownership()["tags"], "sales")
-        with mute_logger("odoo.sql_db"), self.assertRaises(IntegrityError):
-            with self.env.cr.savepoint():
-                self.env["crm.sync.ownership"].create(
-                    {
-                        "backend_id": self.backend.id,
-                        "field_group": "vat",
-                        "owner": "sales",
-                    }
-                )
+        with (
+            mute_logger("odoo.sql_db"),
+            self.assertRaises(IntegrityError),
+            self.env.cr.savepoint(),
+        ):
+            self.env["crm.sync.ownership"].create(
+                {
+                    "backend_id": self.backend.id,
+                    "field_group": "vat",
+                    "owner": "sales",
+                }
+            )
 
     @freeze_time("2026-12-03 10:00:00")
     def test_next_run_interval(self):
@@ -93,14 +96,20 @@ class TestSyncBackend(CrmModuleCommon):
         self.assertEqual(backend.next_run, datetime(2026, 7, 2, 0, 30))
 
     def test_schedule_constraints(self):
-        with mute_logger("odoo.sql_db"), self.assertRaises(IntegrityError):
-            with self.env.cr.savepoint():
-                self.backend.write({"interval_minutes": 0})
-                self.env.flush_all()
-        with mute_logger("odoo.sql_db"), self.assertRaises(IntegrityError):
-            with self.env.cr.savepoint():
-                self.backend.write({"schedule_type": "daily", "daily_time": 24.0})
-                self.env.flush_all()
+        with (
+            mute_logger("odoo.sql_db"),
+            self.assertRaises(IntegrityError),
+            self.env.cr.savepoint(),
+        ):
+            self.backend.write({"interval_minutes": 0})
+            self.env.flush_all()
+        with (
+            mute_logger("odoo.sql_db"),
+            self.assertRaises(IntegrityError),
+            self.env.cr.savepoint(),
+        ):
+            self.backend.write({"schedule_type": "daily", "daily_time": 24.0})
+            self.env.flush_all()
 
     def test_run_now_sets_flag_and_logs(self):
         backend = self.backend.with_user(self.user_sync_admin)
