@@ -28,9 +28,9 @@ A run, in order (each step is safe to repeat after a crash at any point):
 
 Partners created in Odoo are journalled in the outbox first, so a run that died
 between Odoo's create and the link finds its own partner again (by name, creator
-and creation time) instead of creating a second one. A partner marked erased by a
-GDPR add-on (a boolean such as ``crm_erased`` on ``res.partner``) is never
-updated, pushed or re-created: its external ids get a local tombstone.
+and creation time) instead of creating a second one. A partner the add-on marked erased
+(``res.partner.crm_erased``, used when ``fields_get`` shows it) is never updated,
+pushed or re-created: its external ids get a local tombstone.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ from .kernel.protocol import (
 )
 from .matching import MatchIndex, customer_keys, partner_keys
 from .partners import (
-    ERASURE_FIELDS,
+    ERASURE_FIELD,
     FIELD_GROUPS,
     PARTNER_READ_FIELDS,
     OdooLookups,
@@ -541,25 +541,24 @@ class BackendRun:
                     self.move_links[int(row["res_id"])] = str(row["external_id"])
 
     def _detect_erasure(self) -> None:
-        fields = self.gateway.fields(PARTNER)
-        self.erased_field = next((f for f in ERASURE_FIELDS if f in fields), None)
-        if self.erased_field:
-            self.erased.update(
-                self.gateway.call(
-                    PARTNER,
-                    "search",
-                    [(self.erased_field, "=", True)],
-                    context={"active_test": False},
-                )
+        """Learn which partners were erased (GDPR), when the server has the flag.
+
+        Erased partners are archived and anonymised by the add-on, so they must be
+        searched with ``active_test`` off; their links are kept and get a local
+        tombstone, so that even a link cleared later never leads to a re-create.
+        """
+        if ERASURE_FIELD not in self.gateway.fields(PARTNER):
+            self.erased_field = None
+            return
+        self.erased_field = ERASURE_FIELD
+        self.erased.update(
+            self.gateway.call(
+                PARTNER,
+                "search",
+                [(ERASURE_FIELD, "=", True)],
+                context={"active_test": False},
             )
-        try:
-            erasure_fields = self.gateway.fields("crm.erasure")
-        except SyncError:
-            erasure_fields = {}
-        if "partner_id" in erasure_fields:
-            for row in self.gateway.search_read_all("crm.erasure", [], ["partner_id"]):
-                if row.get("partner_id"):
-                    self.erased.add(int(row["partner_id"][0]))
+        )
         for external_id, link in self.links.items():
             if link.res_id in self.erased:
                 self.state.add_tombstone(
@@ -1209,10 +1208,22 @@ class BackendRun:
         if self.erased_field:
             fields.append(self.erased_field)
         pushed = 0
+        links: list[dict[str, Any]] = []
+        issues: list[dict[str, Any]] = []
+        snapshots: dict[str, tuple[int | None, dict[str, Any]]] = {}
+
+        def flush() -> None:
+            # links first in Odoo, then the agreed values locally
+            nonlocal links, issues, snapshots
+            self._upsert_links(links)
+            self._raise_issues(issues)
+            self.state.commit_page(self.bid, "odoo_customers_page", None, snapshots)
+            links, issues, snapshots = [], [], {}
+            self.progress("odoo customers", pushed)
+
         for rows in self.gateway.search_read_pages(
             PARTNER, domain, fields, page_size=self.page_size
         ):
-            links, issues, snapshots = [], [], {}
             for row in rows:
                 partner_id = row["id"]
                 if partner_id in self._touched or partner_id in self.erased:
@@ -1279,12 +1290,12 @@ class BackendRun:
                             res_id=partner_id,
                         )
                     )
-            self._upsert_links(links)
-            self._raise_issues(issues)
-            self.state.commit_page(self.bid, "odoo_customers_page", None, snapshots)
-            self.progress("odoo customers", pushed)
-            if self.stop():
-                raise RunStopped
+            # one link upsert per batch, not per page read
+            if len(links) + len(issues) >= self.batch_size or self.stop():
+                flush()
+                if self.stop():
+                    raise RunStopped
+        flush()
         self.state.set_cursor(self.bid, "odoo_customers", mark)
 
     def _ensure_buyer(self, partner_id: int) -> str | None:

@@ -624,10 +624,42 @@ class OdooGateway:
                 answer = self._execute_relogin(model, "load", [columns, rows], {})
             except PermanentError:
                 answer = {"ids": False}
+            except RetryableError as err:
+                # never re-sent blindly: read back, then write only what is missing
+                _logger.warning(
+                    "%s.load of %d records: answer lost (%s); reading back",
+                    model,
+                    len(ids),
+                    type(err).__name__,
+                )
+                ids = self._not_written(model, ids, cleaned, list(names))
+                answer = {"ids": False}
             if not answer or not answer.get("ids"):
                 for rid in ids:
                     self._write_or_isolate(model, [rid], cleaned[rid], failures)
         return failures
+
+    def _not_written(
+        self,
+        model: str,
+        ids: list[int],
+        values: Mapping[int, Mapping[str, Any]],
+        names: list[str],
+    ) -> list[int]:
+        """The records among ``ids`` whose stored values differ from ``values``."""
+        rows = {
+            row["id"]: row
+            for row in self.retry.call(lambda: self.read(model, ids, names))
+        }
+        return [
+            rid
+            for rid in ids
+            if rid in rows
+            and any(
+                _plain(rows[rid].get(name)) != _plain(values[rid][name])
+                for name in names
+            )
+        ]
 
     def _write_or_isolate(
         self,

@@ -77,8 +77,9 @@ PARTNER_READ_FIELDS = (
     "write_date",
 )
 
-#: Partner fields an erasure add-on may set; the first one present is used.
-ERASURE_FIELDS = ("crm_erased", "gdpr_erased", "is_erased", "erased")
+#: The add-on's erasure flag on ``res.partner`` (crm_module/API.md, "GDPR"): the
+#: person's data was erased on request. Used only when ``fields_get`` shows it.
+ERASURE_FIELD = "crm_erased"
 
 
 def _text(value: Any) -> str:

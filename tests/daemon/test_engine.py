@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -257,26 +258,67 @@ def test_deletion_clears_link_keeps_partner(env: Env) -> None:
     assert res_id == partner["id"] and note.startswith("deleted in Backend")
 
 
+def _erase(env: Env, partner_id: int) -> None:
+    """What the add-on's eraser does to a partner (crm_module/API.md, "GDPR")."""
+    env.fake.data["res.partner"][partner_id].update(
+        crm_erased=True,
+        active=False,
+        name="Erased person",
+        email=False,
+        phone=False,
+        vat=False,
+        zip=False,
+    )
+
+
 def test_erased_partner_is_never_updated_or_recreated(env: Env) -> None:
     env.fake.add_field("res.partner", "crm_erased", "boolean")
-    env.ledger.put_customer(_customer("M1", "Marie Exemple", email="marie@example.com"))
+    marie = _customer(
+        "M1", "Marie Exemple", email="marie@example.com", zip="1000", is_company=False
+    )
+    env.ledger.put_customer(marie)
+    env.ledger.put_customer(_customer("K1", "Keep Me", "BE0447123478"))
     env.run()
     [partner] = env.partners(name="Marie Exemple")
-    env.fake.data["res.partner"][partner["id"]].update(
-        crm_erased=True, email=False, name="Erased person"
+    _erase(env, partner["id"])
+    env.ledger.put_customer(marie.model_copy(update={"phone": "+32 2 555 01 01"}))
+    env.ledger.put_customer(_customer("K1", "Keep Me", "BE0447123478", city="Gent"))
+    result = env.run()
+    assert result.outcome == "success", result.log
+    erased = env.fake.data["res.partner"][partner["id"]]
+    assert (erased["name"], erased["email"], erased["phone"]) == (
+        "Erased person",
+        False,
+        False,
     )
-    env.ledger.put_customer(_customer("M1", "Marie Exemple", email="marie@example.com"))
-    env.run()
-    assert env.fake.data["res.partner"][partner["id"]]["email"] is False
-    # even with the link gone, the person is not re-created
+    assert env.partners(name="Marie Exemple") == []
+    # nothing of the erased person goes back to the ledger either
+    assert all(c["origin"] != f"odoo:{partner['id']}" for c in env.ledger.customers())
+    # even with the link gone, the person is not re-created from ledger data
     for link in env.fake.data["crm.sync.link"].values():
         link["state"] = "unlinked"
-    env.ledger.put_customer(_customer("M1", "Marie Exemple", email="marie@example.com"))
+    env.ledger.put_customer(marie.model_copy(update={"city": "Gent"}))
     env.run()
     assert env.partners(name="Marie Exemple") == []
-    assert all(
-        c["external_id"] != "odoo:" + str(partner["id"]) for c in env.ledger.customers()
-    )
+    [keep] = env.partners(name="Keep Me")
+    assert keep["city"] == "Gent"
+    targets: set[int] = set()
+    for call in env.fake.calls:
+        if call.model == "res.partner" and call.method == "write":
+            targets.update(call.args[0])
+        elif call.model == "res.partner" and call.method == "load":
+            targets.update(int(row[0]) for row in call.args[1])
+    assert keep["id"] in targets and partner["id"] not in targets
+
+
+def test_without_the_erasure_field_the_run_goes_on(env: Env) -> None:
+    assert "crm_erased" not in env.fake.schema["res.partner"]
+    env.ledger.put_customer(_customer("M1", "Marie Exemple", email="m@example.com"))
+    result = env.run()
+    assert result.outcome == "success", result.log
+    assert result.counts.created == 1
+    sent = json.dumps([[c.args, c.kwargs] for c in env.fake.calls])
+    assert "crm_erased" not in sent
 
 
 def test_new_odoo_customer_is_pushed_once(env: Env) -> None:

@@ -308,3 +308,35 @@ def test_write_many_uses_one_load_for_different_values(fake_odoo: FakeOdoo) -> N
     ) == 1
     assert fake_odoo.data["res.partner"][339]["name"] == "New 339"
     assert fake_odoo.data["res.partner"][339]["country_id"] == be
+
+
+def test_lost_load_answer_is_read_back_not_resent(fake_odoo: FakeOdoo) -> None:
+    for pid in range(400, 420):
+        fake_odoo.seed("res.partner", {"id": pid, "name": f"P{pid}"})
+    gateway = make_gateway(fake_odoo)
+    fake_odoo.inject("drop_after_commit", method="load")
+    failures = gateway.write_many(
+        "res.partner", {pid: {"name": f"New {pid}"} for pid in range(400, 420)}
+    )
+    assert failures == {}
+    assert fake_odoo.data["res.partner"][419]["name"] == "New 419"
+    methods = [c.method for c in fake_odoo.calls if c.model == "res.partner"]
+    assert methods.count("load") == 1 and methods.count("write") == 0
+    assert methods.count("read") == 1
+
+
+def test_lost_load_that_did_not_commit_is_written(fake_odoo: FakeOdoo) -> None:
+    for pid in range(400, 410):
+        fake_odoo.seed("res.partner", {"id": pid, "name": f"P{pid}"})
+    gateway = make_gateway(fake_odoo)
+    fake_odoo.inject("http_503", method="load")
+    failures = gateway.write_many(
+        "res.partner", {pid: {"name": f"New {pid}"} for pid in range(400, 410)}
+    )
+    assert failures == {}
+    assert [fake_odoo.data["res.partner"][p]["name"] for p in (400, 409)] == [
+        "New 400",
+        "New 409",
+    ]
+    methods = [c.method for c in fake_odoo.calls if c.model == "res.partner"]
+    assert methods.count("load") == 1 and methods.count("write") == 10
