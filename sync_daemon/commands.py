@@ -316,24 +316,51 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def register(sub: Sub) -> None:
-    parser = sub.add_parser("init", help="write a commented example configuration")
-    parser.add_argument("path", nargs="?", default="crm-sync.toml")
+    parser = sub.add_parser(
+        "init",
+        help="write a commented example configuration",
+        description="Write a commented example configuration. The other commands "
+        "read it from -c FILE, $CRM_SYNC_CONFIG, ./crm-sync.toml or "
+        "./.crm-sync/crm-sync.toml, in that order.",
+    )
+    parser.add_argument(
+        "path",
+        nargs="?",
+        default="crm-sync.toml",
+        help="where to write it (default: ./crm-sync.toml)",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite the file")
     parser.set_defaults(handler=cmd_init)
 
     parser = sub.add_parser(
-        "check", help="reach Odoo and every backend, report credentials"
+        "check",
+        help="reach Odoo and every backend, report credentials",
+        description="Log in to Odoo, read the active backends and ask each "
+        "connector whether it reaches its system and holds valid credentials. "
+        "Writes nothing. Exit 0 when everything answers, 2 otherwise.",
     )
     parser.set_defaults(handler=_guard(cmd_check))
 
-    parser = sub.add_parser("run", help="run the daemon until SIGTERM")
+    parser = sub.add_parser(
+        "run",
+        help="run the daemon until SIGTERM",
+        description="Run the daemon: re-read the backends and their schedules "
+        "from Odoo every poll_seconds, run each backend when due or when 'Run "
+        "now' was pressed, one run per backend at a time. SIGTERM or Ctrl-C "
+        "finishes the current batch and exits. One daemon per state folder.",
+    )
     parser.set_defaults(handler=_guard(cmd_run))
 
     parser = sub.add_parser("once", help="one sync cycle of every backend, then exit")
     parser.add_argument("--backend", type=int, metavar="ID", help="only this backend")
     parser.set_defaults(handler=_guard(cmd_once))
 
-    parser = sub.add_parser("status", help="backends, last runs, open issues")
+    parser = sub.add_parser(
+        "status",
+        help="backends, last runs, open issues",
+        description="Print a table of the backends with their last run, health "
+        "and open issues, read from Odoo, plus the local dead letters.",
+    )
     parser.set_defaults(handler=_guard(cmd_status))
 
     parser = sub.add_parser(
@@ -346,9 +373,15 @@ def register(sub: Sub) -> None:
     )
     parser.set_defaults(handler=_guard(cmd_auth))
 
-    parser = sub.add_parser(
-        "sandbox", help="start a connector's local sandbox on 127.0.0.1"
+    names = ", ".join(
+        sorted(ep.name for ep in entry_points(group="crm_sync.sandboxes"))
     )
-    parser.add_argument("name", help="sandbox name (exact, sage_accounting, …)")
+    parser = sub.add_parser(
+        "sandbox",
+        help="start a connector's local sandbox on 127.0.0.1",
+        description="Start the local fake of a remote system on 127.0.0.1; "
+        "'crm-sync sandbox NAME --help' lists its options.",
+    )
+    parser.add_argument("name", help=f"sandbox name: {names or 'none installed'}")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="sandbox arguments")
     parser.set_defaults(handler=cmd_sandbox)

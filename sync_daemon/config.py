@@ -27,8 +27,16 @@ import logging
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -58,7 +66,10 @@ class OdooSettings(BaseModel):
     ``transport`` ``jsonrpc`` calls ``/jsonrpc`` ``execute_kw`` (works with API
     keys); ``session`` logs in through ``/web/session/authenticate`` and calls
     ``/web/dataset/call_kw`` with the session cookie (password logins only).
+    A misspelt key is refused rather than silently replaced by its default.
     """
+
+    model_config = ConfigDict(extra="forbid")
 
     url: str = "http://127.0.0.1:8069"
     database: str
@@ -70,7 +81,14 @@ class OdooSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
+        parts = urlsplit(value)
+        if parts.username is not None or parts.password is not None:
+            # never echoed: the user part may hold a password
+            raise ValueError(
+                "odoo.url must not carry a user or password; use odoo.login and "
+                "odoo.api_key"
+            )
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"odoo.url must start with http:// or https://: {value}")
         return value.rstrip("/")
 
@@ -134,6 +152,8 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> DaemonSettings:
     """Read the TOML file (explicit, ``$CRM_SYNC_CONFIG`` or a default path) and
     the environment; raise :class:`ConfigurationError` naming each bad field."""
     found = _find_config(path)
+    if found is not None and found.is_dir():
+        raise ConfigurationError(f"configuration file {found} is a directory")
     if found is not None and not found.is_file():
         raise ConfigurationError(f"configuration file {found} does not exist")
 
@@ -146,8 +166,15 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> DaemonSettings:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
         )
+        source = (
+            f"{found} and CRM_SYNC_* environment variables"
+            if found
+            else "no configuration file: give one with -c FILE (crm-sync init "
+            "writes an example) or set CRM_SYNC_CONFIG; CRM_SYNC_* environment "
+            "variables"
+        )
         raise ConfigurationError(
-            f"invalid configuration ({found or 'environment only'}): {problems}"
+            f"invalid configuration ({source}): {problems}"
         ) from err
     except ValueError as err:  # malformed TOML
         raise ConfigurationError(f"cannot read configuration {found}: {err}") from err

@@ -63,6 +63,44 @@ __all__ = ["PAGE_LIMIT", "Command", "OdooGateway"]
 
 _logger = logging.getLogger(__name__)
 
+#: The JSON-RPC services whose argument lists carry the secret at position 2
+#: (``[db, login or uid, password, ...]``), and the one whose every argument may.
+_SECRET_AT_2 = frozenset({"common", "object"})
+_SECRET_EVERYWHERE = frozenset({"db"})
+_HIDDEN = "**********"
+
+
+class _WireRedactor(logging.Filter):
+    """Hide the password or API key in odoorpc's wire log (``-vv``, DEBUG).
+
+    odoorpc logs every JSON-RPC request and answer at DEBUG and hides only a
+    parameter named ``password``; the ``call`` service passes the secret inside
+    ``args`` instead, so this filter masks it there before anything is written.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, Mapping) and isinstance(args.get("data"), Mapping):
+            record.args = {**args, "data": _redacted(args["data"])}
+        return True
+
+
+def _redacted(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    params = data.get("params")
+    if not isinstance(params, Mapping) or not isinstance(params.get("args"), list):
+        return data
+    service, wire_args = params.get("service"), list(params["args"])
+    if service in _SECRET_EVERYWHERE:
+        wire_args = [_HIDDEN] * len(wire_args)
+    elif service in _SECRET_AT_2 and len(wire_args) > 2:
+        wire_args[2] = _HIDDEN
+    else:
+        return data
+    return {**data, "params": {**params, "args": wire_args}}
+
+
+logging.getLogger("odoorpc.rpc.jsonrpclib").addFilter(_WireRedactor())
+
 #: The largest page the gateway ever asks for.
 PAGE_LIMIT = 500
 

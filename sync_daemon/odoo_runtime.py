@@ -97,7 +97,7 @@ def find_odoo(environ: Mapping[str, str] | None = None) -> OdooRuntime:
     python = Path(env.get("ODOO_PYTHON", "/opt/odoo18-venv/bin/python"))
     hint = (
         "set ODOO_HOME to an Odoo 18.0 source tree and ODOO_PYTHON to a Python that "
-        "has its requirements (see README, 'Pointing the project at Odoo')"
+        "has its requirements (see README, 'Pointing the project at Odoo 18')"
     )
     if not (home / "odoo-bin").is_file():
         raise OdooNotFound(f"no Odoo 18 at {home} (no odoo-bin); {hint}")
@@ -429,7 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "test",
         help="install the add-on in a throw-away database and run its Odoo tests",
         description="Extra arguments go to odoo-bin, e.g. "
-        "--test-tags /crm_module:TestPartnerKeys.",
+        "--test-tags /crm_module:TestPartnerIdentifierKeys. A run in which no "
+        "test ran counts as a failure.",
     )
     test.add_argument("--module", default="crm_module")
     test.add_argument("--keep-db", action="store_true")
@@ -438,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         rt = find_odoo()
     except OdooNotFound as err:
-        print(f"skipped: {err}")
+        print(f"odoo add-on tests: skipped: {err}")
         return 3
     if args.command == "find":
         print(f"Odoo 18 at {rt.home} (python {rt.python})")
@@ -450,7 +451,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(summary.result_line)
     for line in summary.problems[:20]:
         print("  " + line[:300])
-    if not summary.passed:
+    if not summary.passed and summary.result_line and summary.run == 0:
+        print(
+            "no test ran: do the --test-tags name a test class of the add-on "
+            "(e.g. /crm_module:TestPartnerIdentifierKeys)?"
+        )
+    elif not summary.passed:
         print("first failure:")
         for line in _first_failure(log_text):
             print("  | " + line[:300])

@@ -20,7 +20,16 @@ JSON output (``--json``)::
      "review": [{"odoo_ids", "external_id", "reason"}],
      "new": [{"external_id"}],
      "duplicates": {"odoo": [[ids]], "external": [[ids]]},
+     "invalid": {"odoo": [{"id", "problems"}], "external": [...]},
+     "warnings": [...],
      "stats": {...}}
+
+Exit status: 0 with a report; 2 when an input cannot be read, with one line on
+standard error naming the file, line or page, record and field (a missing column,
+a row of the wrong width, an id that is not a number or appears twice, a contact
+whose parent is not in the file, a page that is no known envelope, a record
+without its id). Doubts that do not stop the audit, such as an export whose last
+page links to a next one, are printed as warnings and listed under ``warnings``.
 
 Proposals (name or e-mail only) are listed under ``review`` with their score in the
 reason: an audit never links them.
@@ -30,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import sys
 import time
@@ -64,48 +74,217 @@ REQUIRED_COLUMNS = (
 )
 
 
+#: Delimiters an Odoo export may use: ',' by default, ';' or a tab from a
+#: spreadsheet saved with a European locale.
+_DELIMITERS = (",", ";", "\t")
+#: Characters that must not reach a terminal from someone else's data.
+_CONTROL = dict.fromkeys(c for c in range(32) if c not in (9,))
+
+
+def _read_text(path: Path) -> str:
+    """The whole file as text (UTF-8, with or without BOM), or a named DataError."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataError(
+            f"{path}: cannot read ({err.strerror or err})", record=str(path)
+        ) from err
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataError(
+            f"{path} line {line}: not UTF-8 (byte 0x{data[err.start]:02x}); save "
+            "or export the file as UTF-8",
+            record=f"{path}:{line}",
+        ) from err
+
+
+def _delimiter(header: str) -> str:
+    return max(_DELIMITERS, key=header.count)
+
+
+def _csv_int(value: Any, path: Path, line: int, field: str) -> int | None:
+    text = str(value or "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or len(text) > 18:
+        raise DataError(
+            f"{path} line {line}: {field} must be a whole number, not {text[:40]!r}",
+            record=f"{path}:{line}",
+            field=field,
+        )
+    return int(text)
+
+
 def load_odoo_csv(path: Path) -> list[Keys]:
-    """Keys of every row of an Odoo partner export; bad rows name row and field."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    """Keys of every row of an Odoo partner export; bad rows name line and field.
+
+    The delimiter (',', ';' or tab) is taken from the header, header names are
+    read case-insensitively, and every row must have as many fields as the header.
+    Each contact's commercial entity is found by walking ``parent_id`` up to the
+    first company (as Odoo's ``commercial_partner_id``), so the file must hold the
+    parents of its contacts.
+    """
+    text = _read_text(path)
+    header_line = text.split("\n", 1)[0]
+    reader = csv.reader(
+        io.StringIO(text, newline=""), delimiter=_delimiter(header_line)
+    )
+    try:
+        header = [name.strip().lower() for name in next(reader, [])]
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
+            hint = ""
+            if len(header) <= 1 and header_line.strip():
+                hint = " (is the file separated by ',', ';' or tabs?)"
             raise DataError(
-                f"{path}: missing column(s) {', '.join(missing)}",
+                f"{path}: missing column(s) {', '.join(missing)}{hint}",
                 record=str(path),
                 field=missing[0],
             )
-        rows = []
-        for line, row in enumerate(reader, start=2):
-            try:
-                row_id = int(str(row["id"]).strip())
-                parent = str(row.get("parent_id") or "").strip()
-                row = dict(row, id=row_id, parent_id=int(parent) if parent else None)
-            except ValueError as err:
+        rows: dict[int, dict[str, Any]] = {}
+        lines: dict[int, int] = {}
+        for values in reader:
+            line = reader.line_num
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) != len(header):
                 raise DataError(
-                    f"{path} line {line}: id and parent_id must be numbers ({err})",
+                    f"{path} line {line}: {len(values)} fields where the header "
+                    f"has {len(header)} (a value with the delimiter in it must be "
+                    "quoted)",
+                    record=f"{path}:{line}",
+                )
+            row: dict[str, Any] = dict(zip(header, values, strict=True))
+            row_id = _csv_int(row["id"], path, line, "id")
+            if row_id is None:
+                raise DataError(
+                    f"{path} line {line}: id is empty",
                     record=f"{path}:{line}",
                     field="id",
-                ) from err
-            rows.append(row)
-    return [partner_keys(row) for row in rows]
+                )
+            if row_id in rows:
+                raise DataError(
+                    f"{path} line {line}: id {row_id} already on line {lines[row_id]}",
+                    record=f"{path}:{line}",
+                    field="id",
+                )
+            row["id"] = row_id
+            row["parent_id"] = _csv_int(row["parent_id"], path, line, "parent_id")
+            rows[row_id] = row
+            lines[row_id] = line
+    except csv.Error as err:
+        raise DataError(
+            f"{path} line {reader.line_num}: {err}", record=f"{path}:{reader.line_num}"
+        ) from err
+    for row_id, row in rows.items():
+        row["commercial_partner_id"] = _commercial(row_id, rows, lines, path)
+    return [partner_keys(row) for row in rows.values()]
 
 
-def _pages(data: Any, path: Path) -> Iterator[Mapping[str, Any]]:
-    if isinstance(data, dict):
-        data = [data]
-    if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON object or list", record=str(path))
-    for item in data:
-        if isinstance(item, dict) and "d" in item:
-            d = item["d"]
-            yield from (d.get("results", []) if isinstance(d, dict) else d)
-        elif isinstance(item, dict) and "$items" in item:
-            yield from item["$items"]
-        elif isinstance(item, dict):
-            yield item
+def _commercial(
+    row_id: int,
+    rows: Mapping[int, Mapping[str, Any]],
+    lines: Mapping[int, int],
+    path: Path,
+) -> int:
+    """The commercial entity of a row: itself, or its first company ancestor."""
+    seen = [row_id]
+    current = rows[row_id]
+    while current["parent_id"] is not None and not _is_company(current):
+        parent = current["parent_id"]
+        line = lines[current["id"]]
+        if parent not in rows:
+            raise DataError(
+                f"{path} line {line}: parent_id {parent} is not in the file (export "
+                "the parent companies with their contacts)",
+                record=f"{path}:{line}",
+                field="parent_id",
+            )
+        if parent in seen:
+            raise DataError(
+                f"{path} line {line}: parent_id {parent} makes a loop "
+                f"({' -> '.join(map(str, [*seen, parent]))})",
+                record=f"{path}:{line}",
+                field="parent_id",
+            )
+        seen.append(parent)
+        current = rows[parent]
+    return int(current["id"])
+
+
+def _is_company(row: Mapping[str, Any]) -> bool:
+    return str(row.get("is_company") or "").strip().lower() in {"1", "true", "yes"}
+
+
+def _pages(
+    data: Any, path: Path, warnings: list[str]
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """``(position, record)`` for every record of the export's pages.
+
+    A page is an Exact OData envelope ``{"d": {"results": [...]}}`` (or
+    ``{"d": [...]}``), a Sage page ``{"$items": [...]}``, or a plain record.
+    A last page that announces a next one means the export stopped early: that
+    is reported in ``warnings``.
+    """
+    pages = data if isinstance(data, list) else [data]
+    announced_next = False
+    for number, page in enumerate(pages, start=1):
+        where = f"{path} page {number}" if isinstance(data, list) else str(path)
+        if not isinstance(page, dict):
+            raise DataError(
+                f"{where}: expected a JSON object, found {type(page).__name__}",
+                record=where,
+            )
+        if "d" in page:
+            envelope = page["d"]
+            items = envelope.get("results") if isinstance(envelope, dict) else envelope
+            if not isinstance(items, list):
+                raise DataError(
+                    f"{where}: an OData page needs a 'd' object with a 'results' list",
+                    record=where,
+                    field="d.results",
+                )
+            announced_next = isinstance(envelope, dict) and bool(envelope.get("__next"))
+        elif "$items" in page:
+            items = page["$items"]
+            if not isinstance(items, list):
+                raise DataError(
+                    f"{where}: '$items' must be a list", record=where, field="$items"
+                )
+            announced_next = bool(page.get("$next"))
+            total = page.get("$total")
+            if len(pages) == 1 and isinstance(total, int) and total > len(items):
+                warnings.append(
+                    f"{where}: '$total' says {total} records, the page has {len(items)}"
+                )
+        elif not isinstance(data, list) and _looks_like_envelope(page):
+            raise DataError(
+                f"{where}: not an Exact ('d') or Sage ('$items') page: keys "
+                f"{', '.join(sorted(page))[:80]}",
+                record=where,
+            )
         else:
-            raise DataError(f"{path}: unexpected item {item!r:.60}", record=str(path))
+            items = [page]
+            announced_next = False
+        for index, item in enumerate(items):
+            position = f"{where} record {index + 1}"
+            if not isinstance(item, dict):
+                raise DataError(
+                    f"{position}: expected an object, found {type(item).__name__}",
+                    record=position,
+                )
+            yield position, item
+    if announced_next:
+        warnings.append(
+            f"{path}: the last page links to a next page; the export looks incomplete"
+        )
+
+
+def _looks_like_envelope(page: Mapping[str, Any]) -> bool:
+    """A lone object that holds lists only (``{"d": {}}`` typos, ``{"data": []}``)."""
+    return bool(page) and all(isinstance(v, dict | list) for v in page.values())
 
 
 def _country(value: Any) -> str | None:
@@ -115,10 +294,14 @@ def _country(value: Any) -> str | None:
     return text[:2] if len(text) >= 2 else None
 
 
+def _id(value: Any) -> str:
+    return "" if value is None or value is False else str(value).strip()
+
+
 def _exact_keys(record: Mapping[str, Any]) -> Keys:
     return _keys(
-        record_id=str(record.get("ID") or record.get("Code") or "").strip(),
-        commercial_id=str(record.get("ID") or "").strip(),
+        record_id=_id(record.get("ID")) or _id(record.get("Code")),
+        commercial_id=_id(record.get("ID")),
         name=str(record.get("Name") or ""),
         vat=record.get("VATNumber") or None,
         registry=record.get("ChamberOfCommerce") or None,
@@ -137,8 +320,8 @@ def _exact_keys(record: Mapping[str, Any]) -> Keys:
 def _sage_keys(record: Mapping[str, Any]) -> Keys:
     address = record.get("main_address") or {}
     return _keys(
-        record_id=str(record.get("id") or ""),
-        commercial_id=str(record.get("id") or ""),
+        record_id=_id(record.get("id")),
+        commercial_id=_id(record.get("id")),
         name=str(record.get("name") or record.get("displayed_as") or ""),
         vat=record.get("tax_number") or None,
         registry=record.get("registered_number") or record.get("company_number"),
@@ -155,27 +338,52 @@ def _sage_incomplete(record: Mapping[str, Any]) -> bool:
     return set(record) <= {"id", "displayed_as", "$path"}
 
 
-def load_external(path: Path, system: str) -> tuple[list[Keys], list[str]]:
-    """Keys of the external records, and ids of records too incomplete to judge."""
+def load_external(
+    path: Path, system: str, warnings: list[str] | None = None
+) -> tuple[list[Keys], list[str]]:
+    """Keys of the external records, and ids of records too incomplete to judge.
+
+    Every record needs its id, and an id may appear once; a record that cannot
+    be read is a :class:`DataError` naming its page, position and field.
+    Doubts that do not stop the audit (an export that looks cut short) are
+    appended to ``warnings``.
+    """
+    text = _read_text(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as err:
         raise DataError(f"{path}: not valid JSON ({err})", record=str(path)) from err
-    records, incomplete = [], []
-    for record in _pages(data, path):
-        if system == "sage" and _sage_incomplete(record):
-            incomplete.append(str(record.get("id")))
-        else:
-            records.append(dict(record))
+    id_field = "ID" if system == "exact" else "id"
     to_keys = _exact_keys if system == "exact" else _sage_keys
-    keys = [to_keys(record) for record in records]
-    for index, item in enumerate(keys):
-        if not item.id:
+    keys: list[Keys] = []
+    incomplete: list[str] = []
+    seen: dict[str, str] = {}
+    for position, record in _pages(
+        data, path, warnings if warnings is not None else []
+    ):
+        if system == "sage" and not isinstance(record.get("main_address") or {}, dict):
             raise DataError(
-                f"{path}: record {index} has no id",
-                record=f"{path}[{index}]",
-                field="ID" if system == "exact" else "id",
+                f"{position}: main_address must be an object",
+                record=position,
+                field="main_address",
             )
+        item = to_keys(record)
+        record_id = str(item.id)
+        if not record_id:
+            raise DataError(
+                f"{position} has no {id_field}", record=position, field=id_field
+            )
+        if record_id in seen:
+            raise DataError(
+                f"{position}: {id_field} {record_id!r} already at {seen[record_id]}",
+                record=position,
+                field=id_field,
+            )
+        seen[record_id] = position
+        if system == "sage" and _sage_incomplete(record):
+            incomplete.append(record_id)
+        else:
+            keys.append(item)
     return keys, incomplete
 
 
@@ -230,6 +438,16 @@ def reconcile(
         "odoo": index.duplicate_groups(),
         "external": external_duplicate_groups(external),
     }
+    report["invalid"] = {
+        "odoo": [
+            {"id": k.id, "problems": list(k.problems)}
+            for k in index.partners.values()
+            if k.problems
+        ],
+        "external": [
+            {"id": k.id, "problems": list(k.problems)} for k in external if k.problems
+        ],
+    }
     report["stats"] = {
         "odoo_partners": len(index),
         "external_records": len(external) + len(list(incomplete)),
@@ -246,6 +464,11 @@ def reconcile(
         "seconds": round(time.perf_counter() - started, 3),
     }
     return report
+
+
+def _printable(text: str) -> str:
+    """``text`` without control characters (external data reaches a terminal)."""
+    return text.translate(_CONTROL)
 
 
 def _text(report: Mapping[str, Any], out: Any) -> None:
@@ -274,27 +497,44 @@ def _text(report: Mapping[str, Any], out: Any) -> None:
     )
     for item in report["review"][:20]:
         ids = ", ".join(map(str, item["odoo_ids"])) or "-"
-        print(
-            f"  review {item['external_id']} (Odoo {ids}): {item['reason']}", file=out
-        )
+        line = f"  review {item['external_id']} (Odoo {ids}): {item['reason']}"
+        print(_printable(line), file=out)
     if len(report["review"]) > 20:
         print(f"  … and {len(report['review']) - 20} more (use --json)", file=out)
+    for side in ("odoo", "external"):
+        for item in report["invalid"][side][:10]:
+            problems = "; ".join(item["problems"])
+            print(_printable(f"  invalid {side} {item['id']}: {problems}"), file=out)
 
 
 def run_reconcile(args: argparse.Namespace) -> int:
-    odoo = load_odoo_csv(Path(args.odoo_csv))
-    external, incomplete = load_external(Path(args.external), args.system)
+    """Exit 0 with the report; 2 when an input cannot be read (one line says why)."""
+    warnings: list[str] = []
+    try:
+        odoo = load_odoo_csv(Path(args.odoo_csv))
+        external, incomplete = load_external(Path(args.external), args.system, warnings)
+    except DataError as err:
+        print(f"crm-sync reconcile: {_printable(err.message)}", file=sys.stderr)
+        return 2
     report = reconcile(
         odoo,
         external,
         incomplete=incomplete,
         link_on_name_and_postcode=not args.no_name_links,
     )
-    if args.json:
-        json.dump(report, sys.stdout, indent=2, ensure_ascii=False)
-        print()
-    else:
-        _text(report, sys.stdout)
+    report["warnings"] = warnings
+    for warning in warnings:
+        print(f"warning: {_printable(warning)}", file=sys.stderr)
+    try:
+        if args.json:
+            json.dump(report, sys.stdout, indent=2, ensure_ascii=False)
+            print()
+        else:
+            _text(report, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader (``| head``) has what it wanted
+        sys.stdout = None  # type: ignore[assignment]
     return 0
 
 

@@ -117,3 +117,26 @@ def test_email_phone_and_name_keys() -> None:
     assert name_key("Müller GmbH & Co. KG") == "muller"
     assert name_key("SARL Dupont") == name_key("Dupont S.A.R.L.") == "dupont"
     assert name_key("Société d'Électricité") == "societe d electricite"
+
+
+@pytest.mark.parametrize(
+    ("key", "args"),
+    [
+        (vat_key, ("NL" + "9" * 4400, None)),
+        (vat_key, ("9" * 5000, "BE")),
+        (registry_key, ("1" * 5000, "BE")),
+        (registry_key, ("1" * 5000, "FR")),
+        (peppol_key, ("0208:" + "1" * 5000, None)),
+        (peppol_key, ("9925:BE" + "1" * 5000, None)),
+        (email_key, ("a" * 5000 + "@example.com",)),
+    ],
+)
+def test_absurdly_long_identifiers_are_invalid_not_errors(key, args) -> None:
+    # python-stdnum turns digits into integers, which Python refuses past 4,300
+    # digits; a pasted-twice cell must make the identifier invalid, nothing more
+    assert key(*args) is None
+
+
+def test_too_long_vat_error_says_why() -> None:
+    with pytest.raises(InvalidIdentifier, match="longer than 64 characters"):
+        validate_vat("BE" + "4" * 70)

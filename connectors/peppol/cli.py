@@ -36,7 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.set_defaults(handler=lambda args: parser.print_help() or 2)
 
     validate = commands.add_parser(
-        "validate", help="validate UBL Invoice/CreditNote files (XSD + CEN + PEPPOL)"
+        "validate",
+        help="validate UBL Invoice/CreditNote files (XSD + CEN + PEPPOL)",
+        description="Validate UBL 2.1 Invoice and CreditNote files against the "
+        "UBL XSD and the official CEN and PEPPOL BIS Billing 3.0 rules. Exit 0 "
+        "when no file has a fatal assert, 1 when any has, 2 when a file or the "
+        "rules cannot be read.",
     )
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
     validate.add_argument("--json", action="store_true", help="print JSON")
@@ -44,7 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--rules-dir",
         type=Path,
         default=None,
-        help="validation artefacts (default: $PEPPOL_RULES_DIR)",
+        help="validation artefacts: ubl-2.1/xsd and xslt/ (default: "
+        "$PEPPOL_RULES_DIR, else the copy found beside the project)",
     )
     validate.set_defaults(handler=run_validate)
 
@@ -76,6 +82,9 @@ def run_validate(args: argparse.Namespace) -> int:
         try:
             data = path.read_bytes()
             results.append(validator.validate(data, source=name))
+        except RulesNotFound as err:  # a schema loaded on first use is broken
+            print(f"error: {err.message}", file=sys.stderr)
+            return 2
         except (OSError, UnsafeDocument, DocumentError) as err:
             unreadable = True
             reason = getattr(err, "message", None) or err.__class__.__name__

@@ -96,6 +96,10 @@ class RulesNotFound(PeppolError, ConfigurationError):
     """The UBL schemas or the compiled Schematron stylesheets cannot be found."""
 
 
+class RulesUnusable(RulesNotFound):
+    """A schema or stylesheet is where it should be but cannot be loaded."""
+
+
 class AccessPointRejected(PeppolError, RemoteRejected):
     """The access point refused the request (4xx); ``rules`` when it validated."""
 

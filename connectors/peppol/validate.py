@@ -34,7 +34,7 @@ from typing import Any
 
 from lxml import etree
 
-from .errors import RulesNotFound, ValidationFailed
+from .errors import RulesNotFound, RulesUnusable, ValidationFailed
 from .safexml import parse_xml
 
 __all__ = [
@@ -192,8 +192,15 @@ class Validator:
         compiling = time.perf_counter()
         self._stylesheets = []
         for name in _STYLESHEETS:
-            text = (self.rules_dir / "xslt" / name).read_text(encoding="utf-8")
-            self._stylesheets.append(compiler.compile_stylesheet(stylesheet_text=text))
+            path = self.rules_dir / "xslt" / name
+            try:
+                text = path.read_text(encoding="utf-8")
+                stylesheet = compiler.compile_stylesheet(stylesheet_text=text)
+            except Exception as err:  # saxonche raises its own PySaxonApiError
+                raise RulesUnusable(
+                    f"{path}: cannot be compiled ({str(err)[:200]})", record=str(path)
+                ) from err
+            self._stylesheets.append(stylesheet)
         self.compile_seconds = time.perf_counter() - compiling
         # Documents are parsed by us (no DTD ever reaches Saxon); forbid any URI
         # access from the stylesheets' side too.
@@ -216,7 +223,13 @@ class Validator:
             path = (
                 self.rules_dir / "ubl-2.1" / "xsd" / "maindoc" / f"UBL-{kind}-2.1.xsd"
             )
-            schema = self._schemas[kind] = etree.XMLSchema(etree.parse(str(path)))
+            try:
+                schema = etree.XMLSchema(etree.parse(str(path)))
+            except (OSError, etree.XMLSyntaxError, etree.XMLSchemaParseError) as err:
+                raise RulesUnusable(
+                    f"{path}: cannot be loaded ({str(err)[:200]})", record=str(path)
+                ) from err
+            self._schemas[kind] = schema
         return schema
 
     def validate(

@@ -212,6 +212,23 @@ class TestPartnerIdentifierKeys(CrmModuleCommon):
         )
         self.assertEqual(filtered, first | second)
 
+    def test_absurdly_long_identifiers_are_flagged_not_crashing(self):
+        # python-stdnum converts digit strings to integers, which Python refuses
+        # past 4,300 digits: such input must be an invalid identifier, not an error
+        partner = self._partner(
+            "Pasted Twice",
+            vat="NL" + "9" * 4400,
+            company_registry="1" * 5000,
+            country_id=self.country_be.id,
+        )
+        self.assertFalse(partner.vat_key)
+        self.assertTrue(partner.vat_invalid)
+        self.assertFalse(partner.registry_key)
+        self.assertIn("longer than 64 characters", partner.identifier_warning)
+        self.assertEqual(
+            normalize_vat("BE" + "4" * 70), (False, "longer than 64 characters")
+        )
+
     def test_unknown_country_is_flagged(self):
         partner = self._partner("Nowhere Ltd", vat="0447123478", company_registry="123")
         self.assertFalse(partner.vat_key)

@@ -53,6 +53,10 @@ _NUMERIC_PEPPOL_SCHEMES = {"0002", "0007", "0009", "0088", "0106", "0208"}
 # Peppol schemes whose identifiers contain meaningful hyphens (German Leitweg-ID)
 _HYPHENATED_PEPPOL_SCHEMES = {"0204"}
 KVK_LENGTH = 8
+# no VAT, registry or Peppol identifier comes close to this; longer input is
+# refused before it reaches a checksum (python-stdnum turns digits into integers)
+MAX_IDENTIFIER_LENGTH = 64
+TOO_LONG = f"longer than {MAX_IDENTIFIER_LENGTH} characters"
 
 
 def vat_prefix_for_country(country_code):
@@ -92,6 +96,8 @@ def normalize_vat(vat, country_code=None):
     raw = _SEPARATORS.sub("", str(vat)).upper()
     if not raw:
         return False, None
+    if len(raw) > MAX_IDENTIFIER_LENGTH:
+        return False, TOO_LONG
     country_prefix = vat_prefix_for_country(country_code)
     if raw[:2].isalpha() and _vat_module(raw[:2]) is not None:
         prefix, number = raw[:2], raw[2:]
@@ -106,7 +112,7 @@ def normalize_vat(vat, country_code=None):
         return prefix + number, None
     try:
         compact = module.validate(prefix + number)
-    except StdnumValidationError as error:
+    except (StdnumValidationError, ValueError) as error:
         return False, _stdnum_reason(error)
     compact = compact.upper()
     if not compact.startswith(prefix):
@@ -169,6 +175,8 @@ def normalize_registry(value, country_code):
     raw = _SEPARATORS.sub("", str(value)).upper()
     if not raw:
         return False, None
+    if len(raw) > MAX_IDENTIFIER_LENGTH:
+        return False, TOO_LONG
     country = (country_code or "").upper()
     if not country:
         return False, "the country is needed to read a company registry number"
@@ -188,6 +196,8 @@ def normalize_peppol(eas, endpoint, vat_country=None):
         return False, None
     scheme = str(eas).strip()
     value = re.sub(r"\s", "", str(endpoint))
+    if len(value) > MAX_IDENTIFIER_LENGTH:
+        return False, TOO_LONG
     if vat_country:
         vat_key, error = normalize_vat(value, vat_country)
         if error:

@@ -93,6 +93,18 @@ class InvalidIdentifier(DataError):
         self.reason = reason
 
 
+#: No VAT, registry or Peppol identifier comes close to this length; longer input
+#: is refused before any checksum (python-stdnum turns digits into integers).
+MAX_IDENTIFIER_LENGTH = 64
+
+
+def _too_long(kind: str, value: object, text: str) -> None:
+    if len(text) > MAX_IDENTIFIER_LENGTH:
+        raise InvalidIdentifier(
+            kind, value, f"longer than {MAX_IDENTIFIER_LENGTH} characters"
+        )
+
+
 def _clean(value: object) -> str:
     """Return ``value`` as upper-case text without separators; '' for nothing."""
     if value is None or value is False:
@@ -136,6 +148,7 @@ def validate_vat(value: object, country: str | None = None) -> str:
     vat = compact_vat(value, country)
     if not vat:
         raise InvalidIdentifier("vat", value, "empty")
+    _too_long("vat", value, vat)
     if not vat[:2].isalpha():
         raise InvalidIdentifier("vat", value, "no country prefix and no country")
     cc = vat_country(vat).lower()
@@ -147,7 +160,7 @@ def validate_vat(value: object, country: str | None = None) -> str:
         raise InvalidIdentifier("vat", value, f"no VAT rules for country {cc.upper()}")
     try:
         number = module.validate(vat)
-    except StdnumValidationError as err:
+    except (StdnumValidationError, ValueError) as err:
         raise InvalidIdentifier("vat", value, str(err)) from err
     number = _clean(number)
     if cc == "no":
@@ -194,6 +207,7 @@ def validate_registry(value: object, country: str | None = None) -> str:
     text = compact_registry(value, cc)
     if not text:
         raise InvalidIdentifier("company_registry", value, "empty")
+    _too_long("company_registry", value, text)
     if not cc:
         raise InvalidIdentifier("company_registry", value, "country unknown")
     if cc == "NL":
@@ -212,7 +226,7 @@ def validate_registry(value: object, country: str | None = None) -> str:
         return text
     try:
         return _clean(module.compact(module.validate(text)))
-    except StdnumValidationError as err:
+    except (StdnumValidationError, ValueError) as err:
         raise InvalidIdentifier("company_registry", value, str(err)) from err
 
 
@@ -240,6 +254,7 @@ def validate_peppol_id(value: object, scheme: str | None = None) -> str:
     8 digits; 99xx VAT schemes: prefixed VAT).
     """
     text = str(value or "").strip()
+    _too_long("peppol_id", value, text.removeprefix("iso6523-actorid-upis::"))
     text = text.removeprefix("iso6523-actorid-upis::")
     if scheme:
         text = f"{scheme}:{text}"
@@ -287,6 +302,8 @@ def peppol_key(value: object, scheme: str | None = None) -> str | None:
 def email_key(value: object) -> str | None:
     """Lower-cased e-mail address, or ``None`` when it does not look like one."""
     text = str(value or "").strip().lower()
+    if len(text) > 320:  # RFC 5321: 64 + 1 + 255
+        return None
     if "<" in text and text.endswith(">"):
         text = text[text.rindex("<") + 1 : -1].strip()
     return text if _EMAIL.match(text) else None

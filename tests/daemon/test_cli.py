@@ -135,6 +135,40 @@ def test_bad_config_names_the_field(
     assert "odoo.url" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("odoo_section", "expected"),
+    [
+        # a misspelt key must not fall back to its default silently
+        ("timout = 1\n", "odoo.timout: Extra inputs are not permitted"),
+        ('url = "http://bot:Hush-789@127.0.0.1:1"\n', "must not carry a user"),
+        ('url = "http://"\n', "must start with http://"),
+    ],
+)
+def test_odoo_section_refuses_typos_and_credentials_in_the_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], odoo_section: str, expected: str
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[odoo]\ndatabase = "d"\nlogin = "l"\napi_key = "k"\n' + odoo_section
+    )
+    for command in ("check", "status", "once"):
+        assert main(["-c", str(config), command]) == 2
+        err = capsys.readouterr().err
+        assert expected in err
+        assert "Hush-789" not in err
+
+
+def test_missing_config_says_how_to_give_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CRM_SYNC_CONFIG", raising=False)
+    assert main(["status"]) == 2
+    assert "-c FILE" in capsys.readouterr().err
+    assert main(["-c", str(tmp_path), "status"]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
 def test_once_status_check_and_auth(
     setup: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,

@@ -340,3 +340,19 @@ def test_lost_load_that_did_not_commit_is_written(fake_odoo: FakeOdoo) -> None:
     ]
     methods = [c.method for c in fake_odoo.calls if c.model == "res.partner"]
     assert methods.count("load") == 1 and methods.count("write") == 10
+
+
+@pytest.mark.parametrize("transport", ["jsonrpc", "session"])
+def test_api_key_never_reaches_the_wire_log(
+    fake_odoo: FakeOdoo, caplog: pytest.LogCaptureFixture, transport: str
+) -> None:
+    # odoorpc logs every request at DEBUG (crm-sync -vv); the key travels in the
+    # ``args`` of the login and of every execute_kw call
+    fake_odoo.seed("res.partner", {"id": 7, "name": "Wire Log BV"})
+    caplog.set_level(logging.DEBUG)
+    gateway = make_gateway(fake_odoo, transport)
+    gateway.call("res.partner", "search_read", [], fields=["name"], limit=5)
+    wire = [r for r in caplog.records if r.name.startswith("odoorpc")]
+    assert wire, "odoorpc's wire log is what this test reads"
+    assert "secret" not in caplog.text
+    assert "**********" in caplog.text

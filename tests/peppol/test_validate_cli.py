@@ -85,3 +85,31 @@ def test_cli_json_and_exit_codes(
     assert crm_sync(["peppol", "validate", str(bad), str(evil), str(missing)]) == 2
     out = capsys.readouterr().out
     assert "UNREADABLE" in out and "INVALID" in out
+
+
+@pytest.mark.parametrize("broken", ["xsd", "xslt"])
+def test_broken_rules_are_exit_2_not_a_verdict(
+    tmp_path: Path,
+    rules_dir: Path,
+    examples_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    broken: str,
+) -> None:
+    # exit 1 means "a document has a fatal error": a broken artefact is not that
+    import shutil
+
+    copy = tmp_path / "rules"
+    shutil.copytree(rules_dir / "ubl-2.1", copy / "ubl-2.1")
+    shutil.copytree(rules_dir / "xslt", copy / "xslt")
+    target = (
+        copy / "ubl-2.1" / "xsd" / "maindoc" / "UBL-Invoice-2.1.xsd"
+        if broken == "xsd"
+        else copy / "xslt" / "PEPPOL-EN16931-UBL.xslt"
+    )
+    target.write_text("garbage, not XML")
+    example = next(examples_dir.glob("*.xml"))
+    code = crm_sync(["peppol", "validate", "--rules-dir", str(copy), str(example)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert target.name in err and "cannot be" in err
+    assert "Traceback" not in err
