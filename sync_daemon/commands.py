@@ -57,6 +57,13 @@ def _guard(handler: Any) -> Any:
         except SyncError as err:
             print(f"crm-sync {args.command}: {err}", file=sys.stderr)
             return 2
+        except OSError as err:  # state folder or file not usable
+            where = f" ({err.filename})" if err.filename else ""
+            print(
+                f"crm-sync {args.command}: {err.strerror or err}{where}",
+                file=sys.stderr,
+            )
+            return 2
 
     return run
 
@@ -330,7 +337,7 @@ def register(sub: Sub) -> None:
         help="where to write it (default: ./crm-sync.toml)",
     )
     parser.add_argument("--force", action="store_true", help="overwrite the file")
-    parser.set_defaults(handler=cmd_init)
+    parser.set_defaults(handler=_guard(cmd_init))
 
     parser = sub.add_parser(
         "check",

@@ -243,3 +243,22 @@ def test_auth_refuses_a_connector_without_oauth(
 def test_sandbox_unknown_name(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sandbox", "no-such-thing"]) == 2
     assert "no sandbox named" in capsys.readouterr().err
+
+
+def test_unusable_paths_are_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["init", str(blocker / "x.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("crm-sync init: ") and "Traceback" not in err
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'state_dir = "{blocker}"\n[odoo]\ndatabase = "d"\nlogin = "l"\n'
+        'api_key = "k"\nurl = "http://127.0.0.1:1"\n'
+    )
+    assert main(["-c", str(config), "status"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("crm-sync status: ") and "Traceback" not in err
+    assert str(blocker) in err
