@@ -9,10 +9,17 @@ the first sync.
 Inputs:
 
 - Odoo CSV with a header holding at least ``id,name,is_company,parent_id,vat,
-  company_registry,email,phone,zip,city,country_code`` (extra columns ignored);
+  company_registry,email,phone,zip,city,country_code`` (extra columns ignored;
+  ',', ';' or tab separated; UTF-8). ``id`` and ``parent_id`` are numeric database
+  ids, not external ids such as ``__export__.res_partner_12_ab``; the parents of
+  the contacts must be in the file;
 - the external file: Exact Online OData JSON (``{"d": {"results": [...]}}`` or a
-  list of such pages), Sage Accounting v3.1 JSON (``{"$items": [...]}`` or a list of
-  pages), or a plain list of records.
+  list of such pages) with ``ID``, ``Code``, ``Name``, ``VATNumber``,
+  ``ChamberOfCommerce``, ``PeppolIdentifierType``/``PeppolIdentifier``, ``Email``,
+  ``Phone``, ``Postcode``, ``Country``; Sage Accounting v3.1 JSON
+  (``{"$items": [...]}`` or a list of pages) with ``id``, ``name``,
+  ``tax_number``, ``registered_number``, ``email``, ``telephone``,
+  ``main_address.postal_code``/``country.id``; or a plain list of such records.
 
 JSON output (``--json``)::
 
