@@ -64,7 +64,7 @@ from .kernel.errors import (
     RetryableError,
     SyncError,
 )
-from .kernel.models import Customer, RemoteRef
+from .kernel.models import Customer, Invoice, RemoteRef
 from .kernel.protocol import (
     Connector,
     CustomerSink,
@@ -100,6 +100,7 @@ MOVE = "account.move"
 #: Peppol fields of the add-on (crm_module/API.md); used when fields_get shows them
 READINESS_FIELD = "crm_peppol_readiness"
 CHECKED_AT_FIELD = "crm_peppol_checked_at"
+PARTICIPANT_FIELD = "crm_peppol_participant_id"
 PEPPOL_STATE_FIELD = "crm_peppol_state"
 READINESS_STATES = ("can_receive", "cannot", "unknown")
 #: access-point statuses of a submission -> Peppol state of the invoice in Odoo
@@ -1405,9 +1406,9 @@ class BackendRun:
                     if gate:
                         statuses.append(self._to_fix(move_id, invoice))
                     continue
-                if gate and readiness.get(buyer_id) != "can_receive":
+                ready, participant = readiness.get(buyer_id, ("unknown", None))
+                if gate and ready != "can_receive":
                     # wait for the readiness, or leave the invoice to e-mail/paper
-                    ready = readiness.get(buyer_id) or "unknown"
                     statuses.append(
                         self._peppol_status(
                             move_id,
@@ -1429,6 +1430,8 @@ class BackendRun:
                     invoice = invoice.model_copy(
                         update={"buyer_external_id": buyer_external}
                     )
+                    if gate and participant:
+                        invoice = _to_participant(invoice, participant)
                     ref = self._outbound(
                         "invoice",
                         str(move_id),
@@ -1555,13 +1558,21 @@ class BackendRun:
                 ready,
             )
 
-    def _buyer_readiness(self, partner_ids: Iterable[int]) -> dict[int, str]:
+    def _buyer_readiness(
+        self, partner_ids: Iterable[int]
+    ) -> dict[int, tuple[str, str | None]]:
+        """(readiness, participant id found) of the buyers."""
         ids = sorted(i for i in partner_ids if i)
         if not ids:
             return {}
         return {
-            int(row["id"]): str(row.get(READINESS_FIELD) or "unknown")
-            for row in self.gateway.read(PARTNER, ids, [READINESS_FIELD])
+            int(row["id"]): (
+                str(row.get(READINESS_FIELD) or "unknown"),
+                row.get(PARTICIPANT_FIELD) or None,
+            )
+            for row in self.gateway.read(
+                PARTNER, ids, [READINESS_FIELD, PARTICIPANT_FIELD]
+            )
         }
 
     def _peppol_status(
@@ -1718,3 +1729,18 @@ def _rules(err: Exception) -> list[str]:
         "rules"
     )
     return [str(rule) for rule in rules or ()]
+
+
+def _to_participant(invoice: Invoice, participant: str) -> Invoice:
+    """Address the invoice to the participant id the directory answered for.
+
+    The buyer's own endpoint may be another scheme (Odoo proposes 9925 for a
+    Belgian VAT) under which the buyer is not registered.
+    """
+    scheme, _, ident = participant.partition(":")
+    if not (scheme and ident):
+        return invoice
+    buyer = invoice.buyer.model_copy(
+        update={"endpoint_scheme": scheme, "endpoint_id": ident}
+    )
+    return invoice.model_copy(update={"buyer": buyer})

@@ -58,6 +58,7 @@ class StubPeppol:
         self.sent: dict[str, str] = {}
         self.delivery: dict[str, str] = {}
         self.lookups: list[str | None] = []
+        self.recipients: dict[str, str] = {}
 
     def check(self) -> HealthReport:
         return HealthReport("valid", "stub")
@@ -92,6 +93,8 @@ class StubPeppol:
                 record=f"invoice {invoice.number}",
             )
         external_id = f"doc-{invoice.number}"
+        buyer = invoice.buyer
+        self.recipients[invoice.number] = f"{buyer.endpoint_scheme}:{buyer.endpoint_id}"
         self.sent[invoice.number] = external_id
         self.delivery[external_id] = "accepted"
         return RemoteRef(
@@ -189,6 +192,8 @@ def test_readiness_gates_invoices_and_states_are_written_back(env: Env) -> None:
 
     # only the buyer that can receive gets its invoice; the others are marked
     assert set(env.connector.sent) == {"FV-2025-00001"}
+    # addressed to the participant id the directory answered for
+    assert env.connector.recipients["FV-2025-00001"] == "0208:0765881217"
     assert env.move(9001)["crm_peppol_state"] == "sent"
     assert env.move(9002)["crm_peppol_state"] == "not_applicable"
     assert env.move(9003)["crm_peppol_state"] == "to_send"
