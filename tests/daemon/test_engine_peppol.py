@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sync_daemon.engine import BackendConfig, BackendRun
-from sync_daemon.kernel.errors import DataError, NetworkError
+from sync_daemon.kernel.errors import DataError, NetworkError, RemoteRejected
 from sync_daemon.kernel.models import Invoice, RemoteRef
 from sync_daemon.kernel.protocol import (
     DeliveryTracker,
@@ -86,6 +86,11 @@ class StubPeppol:
         return RemoteRef(external_id=found, external_code="accepted") if found else None
 
     def push_invoice(self, invoice: Invoice, *, idempotency_key: str) -> RemoteRef:
+        if invoice.number.startswith("AP"):
+            # the access point's own validation (HTTP 422 with its rule ids)
+            err = RemoteRejected("HTTP 422 recipient refused", record=invoice.number)
+            err.rules = ["PEPPOL-EN16931-R010"]  # type: ignore[attr-defined]
+            raise err
         if invoice.number.startswith("BAD"):
             raise Refused(
                 "2 fatal Peppol rule(s) failed: BR-O-11, BR-CO-10",
@@ -266,3 +271,14 @@ def test_server_without_the_peppol_fields_still_runs(env: Env) -> None:
         "FV-2025-00003",
     }
     assert result.counts.errors == 1
+
+
+def test_access_point_refusal_with_rules_is_to_fix(env: Env) -> None:
+    env.fake.add_peppol_fields()
+    seed_invoice(env.fake, 9005, "AP-2025-00005", 101, ref="PO-5")
+    env.connector.ready = {"BE0765881217": "can_receive"}
+    env.run()
+    refused = env.move(9005)
+    assert refused["crm_peppol_state"] == "to_fix"
+    assert refused["crm_peppol_rules"] == "PEPPOL-EN16931-R010"
+    assert "AP-2025-00005" not in env.connector.sent
