@@ -24,9 +24,9 @@ A run, in order (each step is safe to repeat after a crash at any point):
    runs again before any re-send (field case C032).
    With a connector that looks participants up (Peppol) and an add-on that has
    the Peppol fields (``fields_get``), the run first refreshes the cached
-   readiness of the commercial customers that have identifiers and were never
-   checked, are unknown or were checked too long ago (bounded per run, one
-   batched write), and polls the delivery status of invoices sent earlier; then
+   readiness of the commercial customers and opportunity prospects that have
+   identifiers and were never checked, are unknown or were checked too long ago
+   (bounded per run, one batched write), and polls the delivery status of invoices sent earlier; then
    only invoices of buyers that can receive are sent. Each invoice gets its
    Peppol state in Odoo: ``sent``, ``to_fix`` with the failed rule ids (nothing
    left; the ``invalid_data`` issue lists them too), ``to_send`` while the
@@ -1495,8 +1495,21 @@ class BackendRun:
         stale = odoo_datetime(
             self.clock() - timedelta(days=self.readiness_max_age_days)
         )
+        # customers, and prospects of opportunities (sales want to know before
+        # the deal is won), themselves or through one of their contacts
+        who: list[Any] = []
+        if self.gateway.has_field(PARTNER, "customer_rank"):
+            who.append(("customer_rank", ">", 0))
+        if self.gateway.has_field(PARTNER, "opportunity_ids"):
+            who.append(("opportunity_ids", "!=", False))
+            who.append(("child_ids.opportunity_ids", "!=", False))
         domain = [
-            *self._partner_domain(),
+            ("parent_id", "=", False),
+            "|",
+            ("company_id", "=", False),
+            ("company_id", "=", self.backend.company_id),
+            *["|"] * (len(who) - 1),
+            *who,
             *["|"] * (len(has_id) - 1),
             *has_id,
             "|",

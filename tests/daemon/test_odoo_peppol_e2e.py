@@ -32,6 +32,7 @@ PASSWORD = "sync-bot-pw"
 SELLER_VAT = "BE0403170701"
 READY_VAT = "BE0885111241"
 NOT_READY_VAT = "BE0410901205"
+PROSPECT_VAT = "BE0798015436"
 
 
 class _Tokens:
@@ -51,7 +52,7 @@ def sandbox(shared_dir: Path, tmp_path: Path) -> Iterator[PeppolSandbox]:
     (tmp_path / "inbox").mkdir()
     box = PeppolSandbox(
         inbox_dir=tmp_path / "inbox",
-        participants=[f"0208:{READY_VAT[2:]}"],
+        participants=[f"0208:{READY_VAT[2:]}", f"0208:{PROSPECT_VAT[2:]}"],
         validator=get_validator(rules),
     ).start()
     box.rules_dir = rules  # type: ignore[attr-defined]
@@ -204,6 +205,23 @@ def test_real_odoo_peppol_run_writes_readiness_and_invoice_states(
             "customer_rank": 1,
         }
     )
+    # a prospect, not yet a customer, with an opportunity on one of its contacts
+    prospect = partners.create(
+        {
+            "name": "Toekomstige Klant NV",
+            "is_company": True,
+            "vat": PROSPECT_VAT,
+            "country_id": be,
+        }
+    )
+    prospect_contact = partners.create({"name": "Jan Koper", "parent_id": prospect})
+    prospect_lead = odoo_admin.env["crm.lead"].create(
+        {
+            "name": "Prospect deal",
+            "type": "opportunity",
+            "partner_id": prospect_contact,
+        }
+    )
     good = _post(odoo_admin, ready, "PO-PEPPOL-1", [[tax]])
     # a taxed and an untaxed line: category O mixed with S breaks BR-O-*
     bad = _post(odoo_admin, ready, "PO-PEPPOL-2", [[tax], []])
@@ -236,6 +254,11 @@ def test_real_odoo_peppol_run_writes_readiness_and_invoice_states(
         [opportunity], ["customer_peppol_readiness"]
     )
     assert lead["customer_peppol_readiness"] == "can_receive"
+    [lead] = odoo_admin.env["crm.lead"].read(
+        [prospect_lead], ["customer_peppol_readiness", "customer_peppol_participant_id"]
+    )
+    assert lead["customer_peppol_readiness"] == "can_receive"
+    assert lead["customer_peppol_participant_id"] == f"0208:{PROSPECT_VAT[2:]}"
 
     moves = {
         row["id"]: row
