@@ -252,6 +252,8 @@ class TestPeppolStatus(AccountTestInvoicingCommon):
     def test_views_show_the_peppol_fields(self):
         partner_arch = self.env["res.partner"].get_view(view_type="form")["arch"]
         self.assertIn('name="crm_peppol_readiness"', partner_arch)
+        search_arch = self.env["res.partner"].get_view(view_type="search")["arch"]
+        self.assertIn('name="crm_peppol_can_receive"', search_arch)
         lead_form = Form(self.opportunity.with_user(self.user_salesman))
         self.assertEqual(lead_form.customer_peppol_readiness, "unknown")
         move_arch = (
