@@ -26,12 +26,13 @@ A run, in order (each step is safe to repeat after a crash at any point):
    the Peppol fields (``fields_get``), the run first refreshes the cached
    readiness of the commercial customers and opportunity prospects that have
    identifiers and were never checked, are unknown or were checked too long ago
-   (bounded per run, one batched write), and polls the delivery status of invoices sent earlier; then
-   only invoices of buyers that can receive are sent. Each invoice gets its
-   Peppol state in Odoo: ``sent``, ``to_fix`` with the failed rule ids (nothing
-   left; the ``invalid_data`` issue lists them too), ``to_send`` while the
-   buyer's readiness is unknown, ``not_applicable`` when the buyer cannot
-   receive, later ``delivered`` or ``failed``.
+   (bounded per run, one batched write), and polls the delivery status of
+   invoices sent earlier; then only invoices of buyers that can receive are
+   sent, to the participant id that answered. Each invoice gets its Peppol state
+   in Odoo: ``sent``, ``to_fix`` with the failed rule ids (nothing left; the
+   ``invalid_data`` issue lists them too), ``to_send`` while the buyer's
+   readiness is unknown, ``not_applicable`` when the buyer cannot receive, later
+   ``delivered`` or ``failed``.
 6. **payments** and incoming **e-invoices** (draft vendor bills), when the
    connector offers them.
 7. **finish**: counts and a short log go to ``crm.sync.run``.
