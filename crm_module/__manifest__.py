@@ -25,6 +25,7 @@
         "views/crm_sync_issue_views.xml",
         "views/res_partner_views.xml",
         "views/crm_lead_views.xml",
+        "views/account_move_views.xml",
         "views/crm_module_menus.xml",
     ],
     "demo": [

@@ -22,6 +22,17 @@ A run, in order (each step is safe to repeat after a crash at any point):
    invoices and credit notes. Every outbound create has an idempotency key in the
    local outbox and is preceded by a remote lookup; after a lost answer the lookup
    runs again before any re-send (field case C032).
+   With a connector that looks participants up (Peppol) and an add-on that has
+   the Peppol fields (``fields_get``), the run first refreshes the cached
+   readiness of the commercial customers and opportunity prospects that have
+   identifiers and were never checked, are unknown or were checked too long ago
+   (bounded per run, one batched write), and polls the delivery status of
+   invoices sent earlier; then only invoices of buyers that can receive are
+   sent, to the participant id that answered. Each invoice gets its Peppol state
+   in Odoo: ``sent``, ``to_fix`` with the failed rule ids (nothing left; the
+   ``invalid_data`` issue lists them too), ``to_send`` while the buyer's
+   readiness is unknown, ``not_applicable`` when the buyer cannot receive, later
+   ``delivered`` or ``failed``.
 6. **payments** and incoming **e-invoices** (draft vendor bills), when the
    connector offers them.
 7. **finish**: counts and a short log go to ``crm.sync.run``.
@@ -54,14 +65,16 @@ from .kernel.errors import (
     RetryableError,
     SyncError,
 )
-from .kernel.models import Customer, RemoteRef
+from .kernel.models import Customer, Invoice, RemoteRef
 from .kernel.protocol import (
     Connector,
     CustomerSink,
     CustomerSource,
     DeletionSource,
+    DeliveryTracker,
     EInvoiceSource,
     InvoiceSink,
+    ParticipantLookup,
     PaymentSource,
 )
 from .matching import MatchIndex, customer_keys, partner_keys
@@ -85,6 +98,21 @@ _logger = logging.getLogger(__name__)
 
 PARTNER = "res.partner"
 MOVE = "account.move"
+#: Peppol fields of the add-on (crm_module/API.md); used when fields_get shows them
+READINESS_FIELD = "crm_peppol_readiness"
+CHECKED_AT_FIELD = "crm_peppol_checked_at"
+PARTICIPANT_FIELD = "crm_peppol_participant_id"
+PEPPOL_STATE_FIELD = "crm_peppol_state"
+READINESS_STATES = ("can_receive", "cannot", "unknown")
+#: access-point statuses of a submission -> Peppol state of the invoice in Odoo
+DELIVERY_STATES = {
+    "accepted": "sent",
+    "sent": "delivered",
+    "delivered": "delivered",
+    "failed": "failed",
+}
+#: invoice Peppol states the access point may still change
+OPEN_PEPPOL_STATES = [False, "to_send", "sent"]
 
 
 def odoo_datetime(moment: datetime) -> str:
@@ -199,6 +227,9 @@ class BackendRun:
     :param stop: returns True when the daemon must stop after the current batch.
     :param progress: called with (stream, records done so far) after each page.
     :param clock: the current UTC time (tests pass a fake).
+    :param readiness_max_age_days: Peppol readiness older than this is checked again.
+    :param readiness_batch: partners whose readiness is checked per run, at most.
+    :param delivery_batch: sent invoices whose delivery is polled per run, at most.
     """
 
     def __init__(
@@ -215,6 +246,9 @@ class BackendRun:
         stop: Callable[[], bool] = lambda: False,
         progress: Callable[[str, int], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        readiness_max_age_days: int = 30,
+        readiness_batch: int = 200,
+        delivery_batch: int = 200,
     ) -> None:
         self.gateway = gateway
         self.state = state
@@ -240,6 +274,12 @@ class BackendRun:
         #: partner rows read for the matching index, by id
         self._rows: dict[int, dict[str, Any]] = {}
         self._new_strong: dict[tuple[str, str], str] = {}
+        self.readiness_max_age_days = readiness_max_age_days
+        self.readiness_batch = max(1, readiness_batch)
+        self.delivery_batch = max(1, delivery_batch)
+        #: invoices are sent only to buyers that can receive, with their state
+        #: written back (Peppol connector and an add-on with the Peppol fields)
+        self._peppol_gate = False
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -412,7 +452,14 @@ class BackendRun:
             if isinstance(self.connector, CustomerSink):
                 self._push_customers()
             accounting = self._has_model(MOVE)
+            if self._has_readiness():
+                self._refresh_readiness()
+                self._peppol_gate = accounting and self._has_peppol_state()
             if isinstance(self.connector, InvoiceSink) and accounting:
+                if isinstance(self.connector, DeliveryTracker) and (
+                    self._has_peppol_state()
+                ):
+                    self._poll_deliveries()
                 self._push_invoices()
             if isinstance(self.connector, PaymentSource) and accounting:
                 self._pull_payments()
@@ -1335,10 +1382,17 @@ class BackendRun:
             self.gateway, self.lookups, page_size=self.page_size
         )
         sent = 0
+        gate = self._peppol_gate
         for batch in reader.posted_customer_invoices(
-            self.backend.company_id, since=since, skip=set(self.move_links)
+            self.backend.company_id,
+            since=since,
+            skip=set(self.move_links),
+            where=[(PEPPOL_STATE_FIELD, "in", [False, "to_send"])] if gate else (),
+            pending=(PEPPOL_STATE_FIELD, "=", "to_send") if gate else None,
         ):
             links, issues = [], []
+            statuses: list[dict[str, Any]] = []
+            readiness = self._buyer_readiness({b for _, b, _ in batch}) if gate else {}
             for move_id, buyer_id, invoice in batch:
                 if isinstance(invoice, Exception):
                     issues.append(
@@ -1348,6 +1402,19 @@ class BackendRun:
                             invoice,
                             res_model=MOVE,
                             res_id=move_id,
+                        )
+                    )
+                    if gate:
+                        statuses.append(self._to_fix(move_id, invoice))
+                    continue
+                ready, participant = readiness.get(buyer_id, ("unknown", None))
+                if gate and ready != "can_receive":
+                    # wait for the readiness, or leave the invoice to e-mail/paper
+                    statuses.append(
+                        self._peppol_status(
+                            move_id,
+                            "not_applicable" if ready == "cannot" else "to_send",
+                            f"buyer's Peppol readiness: {ready}",
                         )
                     )
                     continue
@@ -1364,6 +1431,8 @@ class BackendRun:
                     invoice = invoice.model_copy(
                         update={"buyer_external_id": buyer_external}
                     )
+                    if gate and participant:
+                        invoice = _to_participant(invoice, participant)
                     ref = self._outbound(
                         "invoice",
                         str(move_id),
@@ -1375,6 +1444,9 @@ class BackendRun:
                     links.append(self._link_vals(MOVE, move_id, ref))
                     self.counts.created += 1
                     sent += 1
+                    if gate:
+                        state = DELIVERY_STATES.get(ref.external_code or "", "sent")
+                        statuses.append(self._peppol_status(move_id, state))
                 except PermanentError as err:
                     issues.append(
                         self._dead_letter(
@@ -1385,12 +1457,228 @@ class BackendRun:
                             res_id=move_id,
                         )
                     )
+                    if gate and (isinstance(err, DataError) or _rules(err)):
+                        # refused (by us or the access point) for the document's
+                        # content: a fatal result never leaves the building
+                        statuses.append(self._to_fix(move_id, err))
             self._upsert_links(links)
             self._raise_issues(issues)
+            self._set_peppol_status(statuses)
             self.progress("invoices", sent)
             if self.stop():
                 raise RunStopped
         self.state.set_cursor(self.bid, "odoo_invoices", mark)
+
+    # -- step 5b: Peppol readiness and delivery ---------------------------------------
+
+    def _has_readiness(self) -> bool:
+        """A connector that looks participants up and an add-on that caches it."""
+        return isinstance(self.connector, ParticipantLookup) and self.gateway.has_field(
+            PARTNER, READINESS_FIELD
+        )
+
+    def _has_peppol_state(self) -> bool:
+        return self.gateway.has_field(MOVE, PEPPOL_STATE_FIELD)
+
+    def _refresh_readiness(self) -> None:
+        """Ask the directory about customers never checked, unknown or checked too
+        long ago (oldest first, at most ``readiness_batch``); one write."""
+        assert isinstance(self.connector, ParticipantLookup)
+        connector = self.connector
+        has_id = [
+            (name, "!=", False)
+            for name in self.gateway.known_fields(
+                PARTNER, ("peppol_endpoint", "vat", "company_registry")
+            )
+        ]
+        if not has_id:
+            return
+        stale = odoo_datetime(
+            self.clock() - timedelta(days=self.readiness_max_age_days)
+        )
+        # customers, and prospects of opportunities (sales want to know before
+        # the deal is won), themselves or through one of their contacts
+        who: list[Any] = []
+        if self.gateway.has_field(PARTNER, "customer_rank"):
+            who.append(("customer_rank", ">", 0))
+        if self.gateway.has_field(PARTNER, "opportunity_ids"):
+            who.append(("opportunity_ids", "!=", False))
+            who.append(("child_ids.opportunity_ids", "!=", False))
+        domain = [
+            ("parent_id", "=", False),
+            "|",
+            ("company_id", "=", False),
+            ("company_id", "=", self.backend.company_id),
+            *["|"] * (len(who) - 1),
+            *who,
+            *["|"] * (len(has_id) - 1),
+            *has_id,
+            "|",
+            "|",
+            (READINESS_FIELD, "in", [False, "unknown"]),
+            (CHECKED_AT_FIELD, "=", False),
+            (CHECKED_AT_FIELD, "<", stale),
+        ]
+        fields = self.gateway.known_fields(
+            PARTNER,
+            ("vat", "company_registry", "peppol_eas", "peppol_endpoint", "country_id"),
+        )
+        rows = self.gateway.call(
+            PARTNER,
+            "search_read",
+            domain,
+            fields=fields,
+            limit=self.readiness_batch,
+            order=f"{CHECKED_AT_FIELD} asc nulls first, id asc",
+        )
+        values: list[dict[str, Any]] = []
+        for row in rows:
+            if row["id"] in self.erased:
+                continue
+            eas, endpoint = row.get("peppol_eas"), row.get("peppol_endpoint")
+            try:
+                answer = connector.participant_status(
+                    f"{eas}:{endpoint}" if eas and endpoint else None,
+                    vat=row.get("vat") or None,
+                    company_registry=row.get("company_registry") or None,
+                    country=self.lookups.country_code(_m2o(row.get("country_id"))),
+                )
+                state = answer.state if answer.state in READINESS_STATES else "unknown"
+                participant, checked = answer.participant_id, answer.checked_at
+            except SyncError as err:
+                _logger.info(
+                    "backend %s: readiness of partner %s unknown: %s",
+                    self.bid,
+                    row["id"],
+                    err,
+                )
+                state, participant, checked = "unknown", None, self.clock()
+            if checked.tzinfo is None:
+                checked = checked.replace(tzinfo=UTC)
+            values.append(
+                {
+                    "partner_id": row["id"],
+                    "readiness": state,
+                    "participant_id": participant or False,
+                    "checked_at": odoo_datetime(checked),
+                }
+            )
+        if values:
+            self.gateway.call(PARTNER, "daemon_set_peppol_readiness", values)
+            ready = sum(1 for v in values if v["readiness"] == "can_receive")
+            self._note(
+                "Peppol readiness checked for %d partners (%d can receive)",
+                len(values),
+                ready,
+            )
+
+    def _buyer_readiness(
+        self, partner_ids: Iterable[int]
+    ) -> dict[int, tuple[str, str | None]]:
+        """(readiness, participant id found) of the buyers."""
+        ids = sorted(i for i in partner_ids if i)
+        if not ids:
+            return {}
+        return {
+            int(row["id"]): (
+                str(row.get(READINESS_FIELD) or "unknown"),
+                row.get(PARTICIPANT_FIELD) or None,
+            )
+            for row in self.gateway.read(
+                PARTNER, ids, [READINESS_FIELD, PARTICIPANT_FIELD]
+            )
+        }
+
+    def _peppol_status(
+        self,
+        move_id: int,
+        state: str,
+        message: str = "",
+        rules: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        return {
+            "move_id": move_id,
+            "state": state,
+            "message": message[:2000],
+            "rules": list(rules),
+            "at": odoo_datetime(self.clock()),
+        }
+
+    def _to_fix(self, move_id: int, err: Exception) -> dict[str, Any]:
+        message = getattr(err, "message", None) or str(err)
+        return self._peppol_status(move_id, "to_fix", message, _rules(err))
+
+    def _set_peppol_status(self, statuses: list[dict[str, Any]]) -> None:
+        if not statuses:
+            return
+        try:
+            self.gateway.call(MOVE, "daemon_set_peppol_status", statuses)
+        except DataError as err:
+            if len(statuses) == 1:
+                self._note(
+                    "Peppol state of account.move %s not stored: %s",
+                    statuses[0]["move_id"],
+                    err,
+                )
+                return
+            # one bad item refuses the batch: store the others
+            middle = len(statuses) // 2
+            self._set_peppol_status(statuses[:middle])
+            self._set_peppol_status(statuses[middle:])
+
+    def _poll_deliveries(self) -> None:
+        """Ask the access point where invoices sent earlier are; write changes."""
+        assert isinstance(self.connector, DeliveryTracker)
+        connector = self.connector
+        if not self.move_links:
+            return
+        rows = self.gateway.call(
+            MOVE,
+            "search_read",
+            [
+                ("id", "in", sorted(self.move_links)),
+                (PEPPOL_STATE_FIELD, "in", OPEN_PEPPOL_STATES),
+            ],
+            fields=[PEPPOL_STATE_FIELD, "name"],
+            limit=self.delivery_batch,
+            order="id asc",
+        )
+        statuses: list[dict[str, Any]] = []
+        issues: list[dict[str, Any]] = []
+        for row in rows:
+            move_id = int(row["id"])
+            external_id = self.move_links[move_id]
+            try:
+                answer = connector.delivery_status(external_id)
+            except SyncError as err:
+                _logger.info(
+                    "backend %s: delivery of %s not known: %s",
+                    self.bid,
+                    external_id,
+                    err,
+                )
+                continue
+            state = DELIVERY_STATES.get(answer.status)
+            if state is None or state == row.get(PEPPOL_STATE_FIELD):
+                continue
+            statuses.append(self._peppol_status(move_id, state, answer.message or ""))
+            self.counts.updated += 1
+            if state == "failed":
+                issues.append(
+                    self._issue(
+                        "remote_error",
+                        f"invoice {row.get('name') or move_id} was not delivered "
+                        f"over Peppol: {answer.message or 'no reason given'}",
+                        external_id=external_id,
+                        res_model=MOVE,
+                        res_id=move_id,
+                        field_name="delivery",
+                    )
+                )
+        self._set_peppol_status(statuses)
+        self._raise_issues(issues)
+        if statuses:
+            self._note("Peppol delivery status changed for %d invoices", len(statuses))
 
     # -- step 6: payments and e-invoices -----------------------------------------------
 
@@ -1447,3 +1735,26 @@ def _m2o(value: Any) -> int | None:
     if isinstance(value, list | tuple):
         return int(value[0]) if value else None
     return int(value) if value else None
+
+
+def _rules(err: Exception) -> list[str]:
+    """Rule ids a refusal carries (``rules`` or ``details["rules"]``), if any."""
+    rules = getattr(err, "rules", None) or (getattr(err, "details", None) or {}).get(
+        "rules"
+    )
+    return [str(rule) for rule in rules or ()]
+
+
+def _to_participant(invoice: Invoice, participant: str) -> Invoice:
+    """Address the invoice to the participant id the directory answered for.
+
+    The buyer's own endpoint may be another scheme (Odoo proposes 9925 for a
+    Belgian VAT) under which the buyer is not registered.
+    """
+    scheme, _, ident = participant.partition(":")
+    if not (scheme and ident):
+        return invoice
+    buyer = invoice.buyer.model_copy(
+        update={"endpoint_scheme": scheme, "endpoint_id": ident}
+    )
+    return invoice.model_copy(update={"buyer": buyer})

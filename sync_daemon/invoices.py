@@ -221,15 +221,28 @@ class InvoiceReader:
         return partner
 
     def posted_customer_invoices(
-        self, company_id: int, *, since: str | None = None, skip: set[int] | None = None
+        self,
+        company_id: int,
+        *,
+        since: str | None = None,
+        skip: set[int] | None = None,
+        where: Sequence[Any] = (),
+        pending: tuple[str, str, Any] | None = None,
     ) -> Iterator[list[tuple[int, int, Invoice | DataError]]]:
-        """Pages of (move id, commercial partner id, invoice or why it failed)."""
+        """Pages of (move id, commercial partner id, invoice or why it failed).
+
+        :param where: more conditions every move must meet.
+        :param pending: one condition that selects a move whatever ``since``.
+        """
         domain: list[Any] = [
             ("move_type", "in", ["out_invoice", "out_refund"]),
             ("state", "=", "posted"),
             ("company_id", "=", company_id),
+            *where,
         ]
-        if since:
+        if since and pending:
+            domain.extend(["|", ("write_date", ">=", since), pending])
+        elif since:
             domain.append(("write_date", ">=", since))
         for moves in self.gateway.search_read_pages(
             "account.move", domain, MOVE_FIELDS, page_size=self.page_size

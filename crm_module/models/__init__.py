@@ -6,3 +6,5 @@ from . import crm_sync_issue_suggestion
 from . import crm_sync_issue
 from . import res_partner
 from . import crm_lead
+from . import res_partner_peppol
+from . import account_move

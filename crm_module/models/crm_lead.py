@@ -35,6 +35,20 @@ class CrmLead(models.Model):
         compute="_compute_customer_summary",
     )
 
+    # Peppol readiness of the customer, so sales know before the deal is won
+    customer_peppol_readiness = fields.Selection(
+        related="partner_id.commercial_partner_id.crm_peppol_readiness",
+        string="Customer Peppol Readiness",
+    )
+    customer_peppol_checked_at = fields.Datetime(
+        related="partner_id.commercial_partner_id.crm_peppol_checked_at",
+        string="Customer Peppol Checked On",
+    )
+    customer_peppol_participant_id = fields.Char(
+        related="partner_id.commercial_partner_id.crm_peppol_participant_id",
+        string="Customer Peppol Participant",
+    )
+
     @api.depends("partner_id")
     @api.depends_context("company", "allowed_company_ids")
     def _compute_customer_summary(self):

@@ -32,10 +32,14 @@ __all__ = [
     "CustomerSink",
     "CustomerSource",
     "DeletionSource",
+    "DeliveryAnswer",
+    "DeliveryTracker",
     "EInvoiceSource",
     "HealthReport",
     "InvoiceSink",
     "Page",
+    "ParticipantAnswer",
+    "ParticipantLookup",
     "PaymentSource",
     "TokenSet",
     "TokenStore",
@@ -199,6 +203,60 @@ class AuthorizationCodeFlow(Protocol):
     def authorization_url(self, *, redirect_uri: str, state: str) -> str: ...
 
     def exchange_code(self, *, code: str, redirect_uri: str) -> TokenSet: ...
+
+
+class ParticipantAnswer(Protocol):
+    """What a participant lookup found (read-only)."""
+
+    @property
+    def state(self) -> str:
+        """``can_receive``, ``cannot`` or ``unknown`` (the directory failed)."""
+        ...
+
+    @property
+    def checked_at(self) -> datetime: ...
+
+    @property
+    def participant_id(self) -> str | None:
+        """The participant id (``scheme:id``) that answered best."""
+        ...
+
+
+@runtime_checkable
+class ParticipantLookup(Protocol):
+    """Optional: a connector that can tell whether a partner receives e-invoices.
+
+    The engine caches the answer on the commercial partner in Odoo and sends
+    invoices only to partners that can receive them.
+    """
+
+    def participant_status(
+        self,
+        peppol_id: str | None = None,
+        *,
+        vat: str | None = None,
+        company_registry: str | None = None,
+        country: str | None = None,
+    ) -> ParticipantAnswer: ...
+
+
+class DeliveryAnswer(Protocol):
+    """Where a sent document is (read-only)."""
+
+    @property
+    def status(self) -> str:
+        """``accepted`` (queued), ``sent``/``delivered`` or ``failed``."""
+        ...
+
+    @property
+    def message(self) -> str: ...
+
+
+@runtime_checkable
+class DeliveryTracker(Protocol):
+    """Optional: a sink whose documents are delivered later than they are sent."""
+
+    def delivery_status(self, external_id: str) -> DeliveryAnswer: ...
 
 
 ConnectorFactory = Callable[[ConnectorContext], Connector]

@@ -1239,6 +1239,87 @@ class FakeOdoo:
                 break
         return rows
 
+    def _m_res_partner_daemon_set_peppol_readiness(
+        self, vals_list: list[dict[str, Any]]
+    ) -> bool:
+        """Like the add-on: declare the fields first (``add_peppol_fields``)."""
+        if "crm_peppol_readiness" not in self.schema["res.partner"]:
+            raise OdooFault(
+                "builtins.AttributeError",
+                "The method 'daemon_set_peppol_readiness' does not exist on the "
+                "model 'res.partner'",
+            )
+        for index, vals in enumerate(vals_list):
+            item = f"readiness[{index}]"
+            if vals.get("readiness") not in ("can_receive", "cannot", "unknown"):
+                raise _validation(f"{item}: field readiness must be one of ...")
+            if vals.get("partner_id") not in self.data["res.partner"]:
+                raise _validation(
+                    f"{item}: res.partner {vals.get('partner_id')} (field "
+                    "partner_id) does not exist or is not visible to you"
+                )
+        for vals in vals_list:
+            self.data["res.partner"][vals["partner_id"]].update(
+                {
+                    "crm_peppol_readiness": vals["readiness"],
+                    "crm_peppol_participant_id": vals.get("participant_id") or False,
+                    "crm_peppol_checked_at": vals.get("checked_at") or _NOW(),
+                }
+            )
+        return True
+
+    def _m_account_move_daemon_set_peppol_status(
+        self, vals_list: list[dict[str, Any]]
+    ) -> bool:
+        """Like the add-on: declare the fields first (``add_peppol_fields``)."""
+        states = {
+            "to_send",
+            "to_fix",
+            "sent",
+            "delivered",
+            "failed",
+            "not_applicable",
+        }
+        for index, vals in enumerate(vals_list):
+            item = f"moves[{index}]"
+            if vals.get("state") not in states:
+                raise _validation(f"{item}: field state must be one of ...")
+            if vals.get("move_id") not in self.data.get("account.move", {}):
+                raise _validation(
+                    f"{item}: account.move {vals.get('move_id')} (field move_id) "
+                    "does not exist or is not visible to you"
+                )
+        for vals in vals_list:
+            self.data["account.move"][vals["move_id"]].update(
+                {
+                    "crm_peppol_state": vals["state"],
+                    "crm_peppol_message": vals.get("message") or False,
+                    "crm_peppol_rules": ", ".join(vals.get("rules") or []) or False,
+                    "crm_peppol_status_at": vals.get("at") or _NOW(),
+                    "write_date": _NOW(),
+                }
+            )
+        return True
+
+    def add_peppol_fields(self) -> None:
+        """Declare the add-on's Peppol fields on res.partner and account.move."""
+        for name, ftype in (
+            ("crm_peppol_readiness", "selection"),
+            ("crm_peppol_checked_at", "datetime"),
+            ("crm_peppol_participant_id", "char"),
+        ):
+            self.add_field("res.partner", name, ftype)
+        for record in self.data["res.partner"].values():
+            record["crm_peppol_readiness"] = "unknown"
+        if "account.move" in self.schema:
+            for name, ftype in (
+                ("crm_peppol_state", "selection"),
+                ("crm_peppol_message", "text"),
+                ("crm_peppol_rules", "char"),
+                ("crm_peppol_status_at", "datetime"),
+            ):
+                self.add_field("account.move", name, ftype)
+
     # -- helpers for assertions -----------------------------------------------------
 
     def records(self, model: str) -> list[dict[str, Any]]:

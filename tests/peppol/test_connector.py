@@ -33,8 +33,10 @@ from sync_daemon.kernel.errors import (
 from sync_daemon.kernel.protocol import (
     Connector,
     ConnectorContext,
+    DeliveryTracker,
     EInvoiceSource,
     InvoiceSink,
+    ParticipantLookup,
 )
 from tests.peppol.conftest import make_invoice, make_line
 
@@ -89,6 +91,9 @@ def test_factory_gives_the_kernel_capabilities(connector: PeppolConnector) -> No
     assert isinstance(connector, Connector)
     assert isinstance(connector, InvoiceSink)
     assert isinstance(connector, EInvoiceSource)
+    # the optional capabilities the engine uses for readiness and delivery
+    assert isinstance(connector, ParticipantLookup)
+    assert isinstance(connector, DeliveryTracker)
     report = connector.check()
     assert report.credentials_state == "valid"
 
