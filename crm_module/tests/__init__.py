@@ -4,3 +4,8 @@ from . import test_customer_summary
 from . import test_sync_backend
 from . import test_sync_api
 from . import test_security
+from . import test_gdpr_consent
+from . import test_gdpr_requests
+from . import test_gdpr_mail
+from . import test_gdpr_http
+from . import test_gdpr_retention
