@@ -17,3 +17,4 @@ from . import res_partner_gdpr
 from . import account_move_gdpr
 from . import mail_gdpr
 from . import crm_retention
+from . import crm_consent_record_wizard

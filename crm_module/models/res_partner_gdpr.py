@@ -110,6 +110,18 @@ class ResPartner(models.Model):
         self.env["crm.consent"]._crm_withdraw(self, source="manual")
         return True
 
+    def action_crm_lift_restriction(self):
+        """End a restriction of processing (GDPR Art. 18(3)): the person was told."""
+        self._crm_check_privacy_officer()
+        for partner in self.sudo():
+            partner.write({"crm_processing_restricted": False})
+            partner.message_post(
+                body=self.env._(
+                    "Restriction of processing lifted by %s.", self.env.user.name
+                )
+            )
+        return True
+
     # ------------------------------------------------------------
     # BUSINESS
     # ------------------------------------------------------------

@@ -1,3 +1,4 @@
+import base64
 from datetime import datetime, timedelta
 
 from freezegun import freeze_time
@@ -102,6 +103,68 @@ class TestConsentLedger(CrmGdprCommon):
             self.person.with_user(self.user_salesman).action_crm_withdraw_marketing()
         self.person.with_user(self.user_privacy).action_crm_withdraw_marketing()
         self.assertEqual(self.person.crm_consent_ids.mapped("state"), ["withdrawn"] * 4)
+
+    def test_consent_views_load_per_role(self):
+        for user in (self.user_salesman, self.user_privacy, self.user_plain):
+            views = self.env["res.partner"].with_user(user).get_views([(False, "form")])
+            arch = views["views"]["form"]["arch"]
+            self.assertEqual(
+                "crm_consent_ids" in arch, user != self.user_plain, user.login
+            )
+            self.assertEqual(
+                "action_crm_withdraw_marketing" in arch,
+                user == self.user_privacy,
+                user.login,
+            )
+        for model in ("crm.consent", "crm.consent.event", "crm.privacy.request"):
+            self.env[model].with_user(self.user_privacy).get_views(
+                [(False, "list"), (False, "form"), (False, "search")]
+            )
+
+    def test_consent_recorded_from_back_office_with_document(self):
+        Wizard = self.env["crm.consent.record.wizard"]
+        vals = {
+            "partner_id": self.person.id,
+            "purpose_id": self.calls.id,
+            "kind": "grant",
+            "legal_basis": "consent",
+            "action_at": "2025-03-01 10:00:00",
+            "text_version": "paper-form-v2",
+            "evidence_note": "Signed at the fair",
+            "document": base64.b64encode(b"signed form"),
+            "document_name": "form.pdf",
+        }
+        with self.assertRaises(AccessError):
+            Wizard.with_user(self.user_salesman).create(vals).action_record()
+        Wizard.with_user(self.user_privacy).create(vals).action_record()
+        event = self.Event.search([("partner_id", "=", self.person.id)])
+        self.assertEqual(event.source, "manual")
+        self.assertEqual(event.recorded_by_id, self.user_privacy)
+        self.assertEqual(event.attachment_id.raw, b"signed form")
+        self.assertEqual(event.consent_id.state, "granted")
+        self.assertEqual(self.Event._crm_verify_ledger(), [])
+
+    def test_consent_lift_restriction(self):
+        self.person.sudo().crm_processing_restricted = True
+        with self.assertRaises(AccessError):
+            self.person.with_user(self.user_salesman).action_crm_lift_restriction()
+        self.person.with_user(self.user_privacy).action_crm_lift_restriction()
+        self.assertFalse(self.person.crm_processing_restricted)
+
+    def test_consent_rules_hide_other_companies(self):
+        purpose = self.env["crm.consent.purpose"].create(
+            {"name": "NL events", "code": "nl_events", "company_id": self.company_2.id}
+        )
+        self.grant(self.person, purpose)
+        self.grant(self.person, self.newsletter)
+        consents = self.Consent.with_user(self.user_privacy).search(
+            [("partner_id", "=", self.person.id)]
+        )
+        self.assertEqual(consents.purpose_id, self.newsletter)
+        events = self.Event.with_user(self.user_privacy).search(
+            [("partner_id", "=", self.person.id)]
+        )
+        self.assertEqual(events.purpose_id, self.newsletter)
 
 
 @tagged("post_install", "-at_install", "crm_module", "crm_gdpr")
