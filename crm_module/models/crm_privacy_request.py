@@ -200,7 +200,15 @@ class CrmPrivacyRequest(models.Model):
 
     def action_reject(self):
         """Close the request without acting on it."""
-        self.write({"state": "rejected"})
+        for request in self:
+            request.state = "rejected"
+            request.message_post(
+                body=self.env._(
+                    "Request rejected by %(user)s: %(reason)s",
+                    user=self.env.user.name,
+                    reason=request.resolution_note or "-",
+                )
+            )
         return True
 
     def action_process(self):

@@ -7,7 +7,7 @@ from datetime import date, datetime
 
 from freezegun import freeze_time
 
-from odoo.exceptions import AccessError, ValidationError
+from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import tagged
 from odoo.tools import SQL
 
@@ -306,6 +306,15 @@ class TestErasure(GdprRequestCommon):
             self.env["crm.consent.event"].with_user(
                 self.salesman
             ).daemon_consent_changes()
+
+    def test_rejected_request_is_logged_and_kept(self):
+        request = self.new_request(self.marie, "access", resolution_note="Not her")
+        request.action_reject()
+        self.assertEqual(request.state, "rejected")
+        self.assertIn("Not her", request.message_ids[0].body)
+        with self.assertRaises(UserError):
+            request.unlink()
+        self.assertFalse(self.marie.crm_erased)
 
     def test_erasure_needs_privacy_officer(self):
         with self.assertRaises(AccessError):
