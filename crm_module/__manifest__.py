@@ -19,6 +19,7 @@
         "security/crm_module_groups.xml",
         "security/ir.model.access.csv",
         "security/crm_module_rules.xml",
+        "data/crm_consent_data.xml",
         "views/crm_sync_backend_views.xml",
         "views/crm_sync_run_views.xml",
         "views/crm_sync_link_views.xml",
@@ -26,6 +27,9 @@
         "views/res_partner_views.xml",
         "views/crm_lead_views.xml",
         "views/account_move_views.xml",
+        "views/crm_consent_views.xml",
+        "views/crm_privacy_request_views.xml",
+        "views/crm_gdpr_inherit_views.xml",
         "views/crm_module_menus.xml",
     ],
     "demo": [

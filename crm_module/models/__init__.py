@@ -8,3 +8,15 @@ from . import res_partner
 from . import crm_lead
 from . import res_partner_peppol
 from . import account_move
+from . import crm_consent_purpose
+from . import crm_consent_event
+from . import crm_consent
+from . import crm_consent_block
+from . import crm_legal_retention
+from . import crm_privacy_request
+from . import crm_sync_issue_gdpr
+from . import res_partner_gdpr
+from . import account_move_gdpr
+from . import mail_gdpr
+from . import crm_retention
+from . import crm_consent_record_wizard

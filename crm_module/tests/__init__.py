@@ -5,3 +5,8 @@ from . import test_sync_backend
 from . import test_sync_api
 from . import test_security
 from . import test_peppol
+from . import test_gdpr_consent
+from . import test_gdpr_requests
+from . import test_gdpr_mail
+from . import test_gdpr_http
+from . import test_gdpr_retention
