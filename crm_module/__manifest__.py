@@ -25,6 +25,10 @@
         "views/crm_sync_issue_views.xml",
         "views/res_partner_views.xml",
         "views/crm_lead_views.xml",
+        "data/crm_pipeline_data.xml",
+        "views/crm_lead_pipeline_views.xml",
+        "views/crm_ticket_views.xml",
+        "views/crm_kpi_views.xml",
         "views/crm_module_menus.xml",
     ],
     "demo": [

@@ -4,3 +4,6 @@ from . import test_customer_summary
 from . import test_sync_backend
 from . import test_sync_api
 from . import test_security
+from . import test_pipeline_history
+from . import test_pipeline_response
+from . import test_pipeline_kpi
