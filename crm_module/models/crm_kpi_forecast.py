@@ -8,9 +8,9 @@ class CrmKpiForecast(models.Model):
     """Open pipeline weighted two ways, next to won and invoiced amounts.
 
     *Historical weighted* multiplies the expected revenue of an open
-    opportunity by its stage's win rate: among the opportunities that entered
-    the stage in the last 12 months and are closed since, the share that was
-    won. *Odoo weighted* uses the opportunity's own probability. Won rows are
+    opportunity by its stage's win rate: among the opportunities that first
+    entered the stage in the last 12 months and are closed since, the share
+    that was won. *Odoo weighted* uses the opportunity's own probability. Won rows are
     won opportunities by closing date; invoiced rows are posted customer
     invoices and credit notes (untaxed, company currency) of customers with a
     won opportunity, by invoice date.
@@ -61,17 +61,16 @@ class CrmKpiForecast(models.Model):
         return f"""
             WITH rates AS (
                 SELECT h.stage_id,
-                       count(DISTINCT h.lead_id) FILTER (
-                           WHERE lead.active AND won.is_won
-                       )::float
-                       / NULLIF(count(DISTINCT h.lead_id) FILTER (
+                       count(*) FILTER (WHERE lead.active AND won.is_won)::float
+                       / NULLIF(count(*) FILTER (
                            WHERE (lead.active AND won.is_won)
                               OR (NOT lead.active AND lead.probability = 0)
                        ), 0) AS win_rate
                   FROM crm_lead_stage_history h
                   JOIN crm_lead lead ON lead.id = h.lead_id
                   LEFT JOIN crm_stage won ON won.id = lead.stage_id
-                 WHERE h.date >= (now() AT TIME ZONE 'UTC')
+                 WHERE h.is_first_entry
+                   AND h.date >= (now() AT TIME ZONE 'UTC')
                                  - interval '{HISTORY_MONTHS} months'
                    AND lead.type = 'opportunity'
                  GROUP BY h.stage_id

@@ -45,47 +45,48 @@ class CrmKpiRetention(models.Model):
 
     def _kpi_query(self):
         return f"""
-            WITH first_invoice AS (
-                SELECT DISTINCT ON (move.company_id, move.commercial_partner_id)
-                       move.id, move.company_id,
+            WITH invoice AS (
+                SELECT move.id, move.company_id,
                        move.commercial_partner_id AS partner_id, move.invoice_date
                   FROM account_move move
                  WHERE move.move_type = 'out_invoice' AND move.state = 'posted'
                    AND move.invoice_date IS NOT NULL
                    AND move.commercial_partner_id IS NOT NULL
-                 ORDER BY move.company_id, move.commercial_partner_id,
-                          move.invoice_date, move.id
-            ), retained AS (
-                SELECT first.id,
-                       EXISTS (
-                           SELECT 1 FROM account_move again
-                            WHERE again.commercial_partner_id = first.partner_id
-                              AND again.company_id = first.company_id
-                              AND again.move_type = 'out_invoice'
-                              AND again.state = 'posted'
-                              AND again.invoice_date > first.invoice_date
-                              AND again.invoice_date
-                                  <= first.invoice_date + {RETENTION_DAYS}
-                       ) OR EXISTS (
-                           SELECT 1 FROM crm_lead lead
-                             JOIN res_partner contact ON contact.id = lead.partner_id
-                             JOIN crm_stage stage ON stage.id = lead.stage_id
-                            WHERE contact.commercial_partner_id = first.partner_id
-                              AND lead.active AND stage.is_won
-                              AND lead.date_closed::date > first.invoice_date
-                              AND lead.date_closed::date
-                                  <= first.invoice_date + {RETENTION_DAYS}
-                       ) AS is_retained
+            ), first_invoice AS (
+                SELECT DISTINCT ON (company_id, partner_id)
+                       id, company_id, partner_id, invoice_date
+                  FROM invoice
+                 ORDER BY company_id, partner_id, invoice_date, id
+            ), won AS (
+                SELECT contact.commercial_partner_id AS partner_id,
+                       lead.date_closed::date AS won_date
+                  FROM crm_lead lead
+                  JOIN res_partner contact ON contact.id = lead.partner_id
+                  JOIN crm_stage stage ON stage.id = lead.stage_id
+                 WHERE lead.active AND stage.is_won AND lead.date_closed IS NOT NULL
+            ), again AS (
+                SELECT first.id
                   FROM first_invoice first
+                  JOIN invoice later ON later.partner_id = first.partner_id
+                                    AND later.company_id = first.company_id
+                                    AND later.invoice_date > first.invoice_date
+                                    AND later.invoice_date
+                                        <= first.invoice_date + {RETENTION_DAYS}
+                UNION
+                SELECT first.id
+                  FROM first_invoice first
+                  JOIN won ON won.partner_id = first.partner_id
+                          AND won.won_date > first.invoice_date
+                          AND won.won_date <= first.invoice_date + {RETENTION_DAYS}
             )
             SELECT first.id, first.partner_id, first.company_id,
                    date_trunc('month', first.invoice_date)::date AS cohort_month,
                    first.invoice_date AS first_invoice_date,
                    first.invoice_date + {RETENTION_DAYS} <= CURRENT_DATE AS is_mature,
                    1 AS customer_count,
-                   retained.is_retained::int AS retained_count,
-                   CASE WHEN retained.is_retained THEN 100.0 ELSE 0.0 END
+                   (again.id IS NOT NULL)::int AS retained_count,
+                   CASE WHEN again.id IS NOT NULL THEN 100.0 ELSE 0.0 END
                        AS retention_rate
               FROM first_invoice first
-              JOIN retained ON retained.id = first.id
+              LEFT JOIN again ON again.id = first.id
         """

@@ -41,33 +41,34 @@ class CrmKpiStageBottleneck(models.Model):
 
     def _kpi_query(self):
         return """
-            WITH hist AS (
-                SELECT h.id, h.lead_id, h.stage_id, h.team_id, h.date,
-                       lead(h.date) OVER (
-                           PARTITION BY h.lead_id ORDER BY h.date, h.id
-                       ) AS next_date
-                  FROM crm_lead_stage_history h
-            ), timed AS (
-                SELECT hist.*, lead.team_id AS lead_team_id, lead.company_id,
-                       hist.next_date IS NULL AND NOT lead.active
+            WITH timed AS (
+                SELECT h.id, h.lead_id, h.stage_id, h.date, h.duration_days,
+                       COALESCE(h.team_id, lead.team_id) AS team_id, lead.company_id,
+                       h.date_end IS NULL AND NOT lead.active
                            AND lead.probability = 0 AS dropped,
                        CASE
-                           WHEN hist.next_date IS NOT NULL THEN hist.next_date
-                           WHEN COALESCE(stage.is_won, FALSE) THEN NULL
+                           WHEN h.date_end IS NOT NULL
+                                OR COALESCE(stage.is_won, FALSE) THEN NULL
                            WHEN lead.active THEN now() AT TIME ZONE 'UTC'
                            ELSE COALESCE(lead.date_closed, lead.write_date)
                        END AS end_date
-                  FROM hist
-                  JOIN crm_lead lead ON lead.id = hist.lead_id
-                  LEFT JOIN crm_stage stage ON stage.id = hist.stage_id
+                  FROM crm_lead_stage_history h
+                  JOIN crm_lead lead ON lead.id = h.lead_id
+                  LEFT JOIN crm_stage stage ON stage.id = h.stage_id
                  WHERE lead.type = 'opportunity'
+            ), spent AS (
+                SELECT timed.*,
+                       COALESCE(
+                           duration_days,
+                           EXTRACT(EPOCH FROM end_date - date)::float8 / 86400
+                       ) AS days
+                  FROM timed
             )
-            SELECT id, lead_id, stage_id,
-                   COALESCE(team_id, lead_team_id) AS team_id, company_id,
+            SELECT id, lead_id, stage_id, team_id, company_id,
                    date::date AS date, 1 AS entered_count,
                    dropped::int AS dropped_count,
-                   EXTRACT(EPOCH FROM end_date - date) / 86400.0 AS days_in_stage,
-                   EXTRACT(EPOCH FROM end_date - date) / 86400.0 AS median_days,
+                   days AS days_in_stage,
+                   days AS median_days,
                    CASE WHEN dropped THEN 100.0 ELSE 0.0 END AS drop_off_rate
-              FROM timed
+              FROM spent
         """

@@ -43,36 +43,23 @@ class CrmKpiStageConversion(models.Model):
 
     def _kpi_query(self):
         return """
-            WITH hist AS (
-                SELECT h.id, h.lead_id, h.stage_id, h.team_id, h.date,
-                       s.sequence AS seq,
-                       row_number() OVER (
-                           PARTITION BY h.lead_id, h.stage_id ORDER BY h.date, h.id
-                       ) AS nth,
-                       max(s.sequence) OVER (
-                           PARTITION BY h.lead_id ORDER BY h.date, h.id
-                           ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING
-                       ) AS later_seq
-                  FROM crm_lead_stage_history h
-                  JOIN crm_stage s ON s.id = h.stage_id
-            )
-            SELECT hist.id,
-                   hist.lead_id,
-                   hist.stage_id,
-                   COALESCE(hist.team_id, lead.team_id) AS team_id,
+            SELECT h.id,
+                   h.lead_id,
+                   h.stage_id,
+                   COALESCE(h.team_id, lead.team_id) AS team_id,
                    lead.company_id,
-                   hist.date::date AS date,
-                   to_char(hist.date, 'IYYY-"W"IW') AS iso_week,
+                   h.date::date AS date,
+                   to_char(h.date, 'IYYY-"W"IW') AS iso_week,
                    1 AS entered_count,
-                   (hist.later_seq > hist.seq)::int AS progressed_count,
+                   COALESCE(h.reached_later_stage, FALSE)::int AS progressed_count,
                    (lead.active AND COALESCE(cur.is_won, FALSE))::int AS won_count,
                    (NOT lead.active AND lead.probability = 0)::int AS lost_count,
                    CASE WHEN lead.active AND cur.is_won THEN 100.0 ELSE 0.0 END
                        AS conversion_rate,
-                   CASE WHEN hist.later_seq > hist.seq THEN 100.0 ELSE 0.0 END
+                   CASE WHEN h.reached_later_stage THEN 100.0 ELSE 0.0 END
                        AS progress_rate
-              FROM hist
-              JOIN crm_lead lead ON lead.id = hist.lead_id
+              FROM crm_lead_stage_history h
+              JOIN crm_lead lead ON lead.id = h.lead_id
               LEFT JOIN crm_stage cur ON cur.id = lead.stage_id
-             WHERE hist.nth = 1 AND lead.type = 'opportunity'
+             WHERE h.is_first_entry AND lead.type = 'opportunity'
         """
