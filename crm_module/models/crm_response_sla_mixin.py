@@ -80,7 +80,7 @@ class CrmResponseSlaMixin(models.AbstractModel):
         """A message sent to the customer by an internal user is a first response."""
         if (
             message
-            and message.message_type == "comment"
+            and message.message_type in ("comment", "email_outgoing")
             and message.subtype_id
             and not message.subtype_id.internal
             and self._crm_is_user_response(message.author_id)

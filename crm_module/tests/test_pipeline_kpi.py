@@ -329,3 +329,20 @@ class TestRetentionKpi(AccountTestInvoicingCommon):
                 report.search([("partner_id", "in", customers.ids)]).mapped("is_mature")
             )
         )
+
+    def test_forecast_invoiced_amounts(self):
+        """Only customers with a won opportunity count in the invoiced figure."""
+        customers = (
+            self.kept_by_invoice
+            | self.gone
+            | self.kept_by_deal
+            | self.same_day
+            | self.other_month
+        )
+        forecast = self.env["crm.kpi.forecast"].with_user(self.manager)
+        rows = forecast._read_group(
+            [("kind", "=", "invoiced"), ("partner_id", "in", customers.ids)],
+            ["partner_id"],
+            ["invoiced_amount:sum"],
+        )
+        self.assertEqual(rows, [(self.kept_by_deal, 100.0)])
