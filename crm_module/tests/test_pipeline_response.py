@@ -179,3 +179,45 @@ class TestTickets(PipelineCommon):
         self.assertEqual(ticket.channel, "manual")
         self.assertFalse(ticket.response_deadline)
         self.assertTrue(ticket.stage_id)
+
+    def test_ticket_breach_warns_team_leader(self):
+        self.team.first_response_sla_hours = 1.0
+        ticket = self.env["crm.ticket"].create(
+            {"name": "Urgent", "partner_id": self.customer.id, "team_id": self.team.id}
+        )
+        self.set_create_date(ticket, FRIDAY_3PM)
+        self.assertEqual(ticket.response_deadline, datetime(2026, 1, 2, 16, 0))
+        with freeze_time(datetime(2026, 1, 2, 16, 30)):
+            self.env["crm.ticket"]._cron_check_response_sla()
+        self.assertTrue(ticket.sla_breached)
+        self.assertEqual(ticket.activity_ids.user_id, self.manager)
+
+
+@tagged("post_install", "-at_install", "crm_module", "crm_pipeline")
+class TestPipelineAccess(PipelineCommon):
+    """Salespeople read reports and rules; only managers configure them."""
+
+    def test_salesman_rights(self):
+        rules = self.env["crm.followup.rule"].with_user(self.salesman)
+        self.assertFalse(rules.has_access("create"))
+        self.assertTrue(rules.has_access("read"))
+        stages = self.env["crm.ticket.stage"].with_user(self.salesman)
+        self.assertFalse(stages.has_access("write"))
+        history = self.env["crm.lead.stage.history"].with_user(self.salesman)
+        self.assertFalse(history.has_access("write"))
+        for model in (
+            "crm.kpi.stage.conversion",
+            "crm.kpi.response.time",
+            "crm.kpi.retention",
+            "crm.kpi.stage.bottleneck",
+            "crm.kpi.forecast",
+        ):
+            report = self.env[model].with_user(self.salesman)
+            self.assertTrue(report.has_access("read"))
+            report.search_count([])
+        plain = self.env["crm.ticket"].with_user(
+            self.env["res.users"].create(
+                {"name": "Plain", "login": "pipeline_plain", "groups_id": [(6, 0, [])]}
+            )
+        )
+        self.assertFalse(plain.has_access("read"))
