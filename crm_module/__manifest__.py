@@ -30,6 +30,10 @@
         "views/crm_consent_views.xml",
         "views/crm_privacy_request_views.xml",
         "views/crm_gdpr_inherit_views.xml",
+        "data/crm_pipeline_data.xml",
+        "views/crm_lead_pipeline_views.xml",
+        "views/crm_ticket_views.xml",
+        "views/crm_kpi_views.xml",
         "views/crm_module_menus.xml",
     ],
     "demo": [

@@ -6,3 +6,4 @@ def post_init_hook(env):
     records and is refreshed here once, in chunks.
     """
     env["res.partner"]._crm_refresh_all_duplicate_flags()
+    env["crm.lead.stage.history"]._backfill_from_tracking()

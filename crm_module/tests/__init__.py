@@ -10,3 +10,6 @@ from . import test_gdpr_requests
 from . import test_gdpr_mail
 from . import test_gdpr_http
 from . import test_gdpr_retention
+from . import test_pipeline_history
+from . import test_pipeline_response
+from . import test_pipeline_kpi
