@@ -41,10 +41,15 @@ class CrmFollowupRule(models.Model):
         comodel_name="mail.template",
         domain="[('model', '=', 'crm.lead')]",
     )
-    consent_purpose = fields.Char(
-        default="marketing",
-        help="Purpose checked in the consent ledger before an e-mail is sent, when "
-        "the GDPR features are installed.",
+    consent_purpose_id = fields.Many2one(
+        comodel_name="crm.consent.purpose",
+        string="Consent Purpose",
+        default=lambda self: self.env.ref(
+            "crm_module.crm_consent_purpose_sales_follow_up", raise_if_not_found=False
+        ),
+        help="Checked in the consent ledger before each e-mail: a partner who "
+        "withdrew, objected, asked for restriction or was erased is not mailed, "
+        "and the opportunity says why.",
     )
     company_id = fields.Many2one(comodel_name="res.company")
 
@@ -101,18 +106,27 @@ class CrmFollowupRule(models.Model):
         recent_ids |= {res_id for (res_id,) in done}
         return leads.filtered(lambda lead: lead.id not in recent_ids)
 
-    def _crm_consent_ledger_available(self):
-        """Whether the GDPR consent ledger is installed in this database."""
-        return "crm.consent" in self.env and hasattr(
-            self.env["res.partner"], "_crm_can_send_marketing"
-        )
+    def _crm_may_send(self, lead):
+        """Whether the consent ledger lets this rule mail the lead's partner.
 
-    def _crm_may_send(self, partner):
-        """Ask the GDPR consent ledger, when installed, before mailing a partner."""
+        A refusal is noted on the opportunity with the ledger's reason.
+        """
+        partner = lead.partner_id
         if not partner:
             return False
-        if self._crm_consent_ledger_available():
-            return bool(partner._crm_can_send_marketing(self.consent_purpose))
+        purpose = self.consent_purpose_id
+        reason = purpose and partner._crm_block_reason(purpose)
+        if reason:
+            lead.message_post(
+                body=self.env._(
+                    "Follow-up e-mail of rule %(rule)s not sent: %(reason)s.",
+                    rule=self.name,
+                    reason=reason,
+                ),
+                message_type="notification",
+                subtype_xmlid="mail.mt_note",
+            )
+            return False
         return True
 
     def _apply(self, leads):
@@ -131,7 +145,7 @@ class CrmFollowupRule(models.Model):
             return leads
         sent = self.env["crm.lead"]
         for lead in leads:
-            if self.mail_template_id and self._crm_may_send(lead.partner_id):
+            if self.mail_template_id and self._crm_may_send(lead):
                 lead.message_post_with_source(
                     self.mail_template_id,
                     message_type="comment",

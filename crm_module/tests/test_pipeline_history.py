@@ -1,5 +1,4 @@
 from datetime import datetime, timedelta
-from unittest.mock import patch
 
 from freezegun import freeze_time
 
@@ -212,7 +211,7 @@ class TestFollowupRules(PipelineCommon):
             # the e-mail is activity: nothing to send the next day
             self.assertFalse(rule._get_inactive_leads())
 
-    def test_mail_rule_skips_partners_without_consent(self):
+    def test_mail_rule_skips_partners_the_ledger_blocks(self):
         rule = self.env["crm.followup.rule"].create(
             {
                 "name": "Mail",
@@ -223,29 +222,18 @@ class TestFollowupRules(PipelineCommon):
                 "mail_template_id": self.env.ref(
                     "crm_module.mail_template_followup"
                 ).id,
-                "consent_purpose": "follow_up",
             }
         )
-        asked = []
-
-        def can_send(partner, purpose):
-            asked.append((partner, purpose))
-            return partner != self.customer
-
-        partner_class = type(self.env["res.partner"])
-        rule_class = type(rule)
-        with (
-            patch.object(
-                rule_class, "_crm_consent_ledger_available", lambda rule: True
-            ),
-            patch.object(
-                partner_class, "_crm_can_send_marketing", can_send, create=True
-            ),
-            freeze_time(self.now),
-        ):
+        self.assertEqual(
+            rule.consent_purpose_id,
+            self.env.ref("crm_module.crm_consent_purpose_sales_follow_up"),
+        )
+        # the customer objected to marketing (GDPR Art. 21)
+        self.customer.sudo().crm_marketing_objection = True
+        with freeze_time(self.now):
             sent = rule._apply(self.quiet | self.busy)
         self.assertFalse(sent)
-        self.assertIn((self.customer, "follow_up"), asked)
         self.assertFalse(
             self.quiet.message_ids.filtered(lambda m: m.message_type == "comment")
         )
+        self.assertIn("not sent: the person objected", self.quiet.message_ids[0].body)

@@ -323,3 +323,68 @@ def test_real_odoo_invoices_out_payments_and_bills_in(
         [("res_model", "=", "account.move"), ("res_id", "=", bills[0]["id"])]
     )
     assert attachments
+
+
+def test_real_odoo_erasure_is_never_undone_by_the_ledger(
+    odoo_server: Any, odoo_admin: Any, daemon_user: str, tmp_path: Path
+) -> None:
+    """C033 across both sides: the add-on erases, the daemon respects it."""
+    backend_id = make_backend(odoo_admin, "E2E erasure")
+    ledger = DoubleLedger(tmp_path / "ledger.sqlite3")
+    state = StateStore(tmp_path / "state")
+    env = odoo_admin.env
+    marie = Customer(
+        external_id="M1",
+        name="Marie Exemple",
+        is_company=False,
+        email="marie.exemple@example.com",
+        phone="+32 470 12 34 56",
+        address=Address(country_code="BE", zip="4000", city="Liège"),
+    )
+    ledger.put_customer(marie)
+    first, _ = _run(odoo_server, daemon_user, backend_id, ledger, state)
+    assert first.outcome == "success", first.log
+    [partner_id] = env["res.partner"].search([("name", "=", "Marie Exemple")])
+
+    # a privacy officer processes her erasure request in Odoo
+    officer = env.ref("crm_module.crm_module_group_privacy_officer")
+    env["res.users"].write([env.uid], {"groups_id": [(4, officer.id)]})
+    requests = env["crm.privacy.request"]
+    request_id = requests.create({"request_type": "erasure", "partner_id": partner_id})
+    requests.action_verify_identity([request_id])
+    requests.action_process([request_id])
+    [erased] = (
+        env["res.partner"]
+        .with_context(active_test=False)
+        .read([partner_id], ["crm_erased", "name", "email", "phone"])
+    )
+    assert erased["crm_erased"] and "Marie" not in erased["name"]
+    assert not erased["email"] and not erased["phone"]
+    issues = env["crm.sync.issue"].search_read(
+        [("backend_id", "=", backend_id), ("kind", "=", "erasure")], ["external_id"]
+    )
+    assert [issue["external_id"] for issue in issues] == ["M1"]
+
+    # the ledger still holds her (bookkeeping law) and changes her phone
+    ledger.put_customer(marie.model_copy(update={"phone": "+32 470 99 99 99"}))
+    again, _ = _run(odoo_server, daemon_user, backend_id, ledger, state)
+    assert again.outcome == "success", again.log
+    assert (
+        env["res.partner"]
+        .with_context(active_test=False)
+        .search([("name", "ilike", "Marie Exemple")])
+        == []
+    )
+    [after] = (
+        env["res.partner"]
+        .with_context(active_test=False)
+        .read([partner_id], ["name", "email", "phone"])
+    )
+    assert (after["name"], after["email"], after["phone"]) == (
+        erased["name"],
+        erased["email"],
+        erased["phone"],
+    )
+    # nothing anonymised was pushed back: the ledger keeps its own record
+    [kept] = [c for c in ledger.customers() if c["external_id"] == "M1"]
+    assert "Marie Exemple" in str(kept)
