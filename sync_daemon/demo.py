@@ -75,6 +75,8 @@ class BackendSummary:
     created: int
     conflicts: int
     errors: int
+    #: open ``crm.sync.issue`` rows: duplicates to review, conflicts, bad records
+    issues: int
     invoices_pushed: int
     einvoices_received: int
     einvoices_sent: int
@@ -419,7 +421,8 @@ def _online(
             daemon = Daemon(load_settings(config))
             _authorise(daemon, world)
             results, pushed = _first_cycle(daemon, console)
-        summaries = _summaries(daemon, results, pushed, world)
+        issues = _open_issues(admin, [r.backend_id for r in results])
+        summaries = _summaries(daemon, results, pushed, issues, world)
         _print_summary(console, summaries, server, config)
         result = DemoResult(
             mode="odoo",
@@ -500,8 +503,29 @@ def _seconds(row: dict[str, Any] | None) -> float:
     return (finished - started).total_seconds()
 
 
+def _open_issues(admin: Any, backend_ids: list[int]) -> dict[int, int]:
+    """Open issues per backend, as the workbench in Odoo lists them."""
+    return {
+        backend_id: admin.execute_kw(
+            "crm.sync.issue",
+            "search_count",
+            [
+                [
+                    ("backend_id", "=", backend_id),
+                    ("state", "in", ["open", "action_pending"]),
+                ]
+            ],
+        )
+        for backend_id in backend_ids
+    }
+
+
 def _summaries(
-    daemon: Daemon, results: list[RunResult], pushed: dict[int, int], world: Any
+    daemon: Daemon,
+    results: list[RunResult],
+    pushed: dict[int, int],
+    issues: dict[int, int],
+    world: Any,
 ) -> list[BackendSummary]:
     backends = {b.id: b for b in daemon.backends()}
     runs = {row["backend_id"]: row for row in daemon.state.backend_runs()}
@@ -524,6 +548,7 @@ def _summaries(
                 created=max(0, counts.created - sent - received),
                 conflicts=counts.conflicts,
                 errors=counts.errors,
+                issues=issues.get(backend.id, 0),
                 invoices_pushed=0 if peppol else sent,
                 einvoices_received=received,
                 einvoices_sent=world.documents_sent() if peppol else 0,
@@ -543,6 +568,7 @@ def _print_summary(
         "linked",
         "created",
         "conflicts",
+        "to\nreview",
         "invoices\npushed",
         "e-invoices\nreceived",
         "e-invoices\nsent",
@@ -559,6 +585,7 @@ def _print_summary(
             str(row.linked),
             str(row.created),
             str(row.conflicts),
+            str(row.issues),
             str(row.invoices_pushed),
             str(row.einvoices_received),
             str(row.einvoices_sent),
@@ -567,7 +594,8 @@ def _print_summary(
     console.print(table)
     console.print(
         "linked: remote records matched to an existing Odoo customer; created: new "
-        "customers (in Odoo from the ledger, or in the ledger from Odoo)."
+        "customers (in Odoo from the ledger, or in the ledger from Odoo); to review: "
+        "open issues in Odoo (likely duplicates, conflicts, refused records)."
     )
     console.print(
         f"\n[bold]Where to look[/]: {server.url}{ODOO_URL_HINT}  "
