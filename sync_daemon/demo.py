@@ -25,6 +25,7 @@ import argparse
 import csv
 import logging
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -125,32 +126,48 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="keep the run's Odoo database (dropped on exit by default)",
     )
     size = parser.add_argument_group("seed sizes")
-    size.add_argument("--accounts", type=int, default=2000, help="Exact accounts")
     size.add_argument(
-        "--exact-invoices", type=int, default=5000, help="Exact sales invoices"
+        "--accounts",
+        type=int,
+        default=2000,
+        help="Exact accounts (default %(default)s)",
+    )
+    size.add_argument(
+        "--exact-invoices",
+        type=int,
+        default=5000,
+        help="Exact sales invoices (default %(default)s)",
     )
     size.add_argument(
         "--customers",
         type=int,
         default=500,
-        help="Odoo customers that are also Exact accounts",
+        help="Odoo customers that are also Exact accounts (default %(default)s)",
     )
     size.add_argument(
         "--sage-customers",
         type=int,
         default=40,
-        help="customers in Sage Accounting and in Sage X3 (the same ones)",
+        help="customers in Sage Accounting and in Sage X3, the same ones "
+        "(default %(default)s)",
     )
     size.add_argument(
-        "--invoices", type=int, default=12, help="posted Odoo invoices to push"
+        "--invoices",
+        type=int,
+        default=12,
+        help="posted Odoo invoices to push (default %(default)s)",
     )
-    size.add_argument("--seed", type=int, default=7, help="seed of all the data")
+    size.add_argument(
+        "--seed", type=int, default=7, help="seed of all the data (default %(default)s)"
+    )
     parser.set_defaults(handler=run_demo)
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the main job; 0 when every backend's first cycle succeeded."""
-    result = demo(args, console=Console(highlight=False))
+    # a pipe or a CI log gets a fixed width wide enough for the summary table
+    width = None if sys.stdout.isatty() else 120
+    result = demo(args, console=Console(highlight=False, width=width))
     return 0 if all(b.outcome == "success" for b in result.backends) else 1
 
 
@@ -440,6 +457,7 @@ def _online(
                 "Odoo). [bold]Ctrl-C[/] stops everything."
             )
             daemon.run_forever()
+            console.print("daemon stopped")
         return result
     except KeyboardInterrupt:
         console.print("\ninterrupted: stopping")
