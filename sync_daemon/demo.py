@@ -41,7 +41,7 @@ import tomli_w
 from rich import box
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from .config import load_settings
 from .engine import BackendConfig, RunResult
@@ -580,7 +580,7 @@ def _print_summary(
     console: Console, rows: list[BackendSummary], server: OdooServer, config: Path
 ) -> None:
     table = Table(
-        "backend",
+        Column("backend", no_wrap=True),
         "outcome",
         "pulled",
         "linked",
