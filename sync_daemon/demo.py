@@ -588,9 +588,9 @@ def _print_summary(
         "conflicts",
         "to\nreview",
         "invoices\npushed",
-        "e-invoices\nreceived",
-        "e-invoices\nsent",
-        "seconds",
+        "e-inv.\nin",
+        "e-inv.\nout",
+        "secs",
         title="First cycle per backend",
         box=box.SIMPLE_HEAD,
     )
@@ -613,7 +613,8 @@ def _print_summary(
     console.print(
         "linked: remote records matched to an existing Odoo customer; created: new "
         "customers (in Odoo from the ledger, or in the ledger from Odoo); to review: "
-        "open issues in Odoo (likely duplicates, conflicts, refused records)."
+        "open issues in Odoo (likely duplicates, conflicts, refused records); "
+        "e-inv. in/out: Peppol e-invoices received and sent."
     )
     console.print(
         f"\n[bold]Where to look[/]: {server.url}{ODOO_URL_HINT}  "
