@@ -518,7 +518,10 @@ def apply_payments(
     """Register in Odoo the part of each invoice the ledger says is paid.
 
     Only ever adds payments (the difference between Odoo's and the ledger's open
-    amount); a reversal in the ledger is reported, not undone in Odoo.
+    amount); a reversal in the ledger is reported, not undone in Odoo. Statuses of
+    invoices Odoo has no posted invoice for (the ledger's own history, invoices
+    booked there by hand) are skipped: they are not Odoo's to follow, and a first
+    sync of a ledger with years of invoices must not raise one issue per invoice.
     """
     numbers = sorted({s.invoice_number for s in statuses})
     if not numbers:
@@ -536,21 +539,12 @@ def apply_payments(
             ["name", "amount_residual", "currency_id"],
         )
     }
-    applied, problems = 0, []
+    applied, skipped, problems = 0, 0, []
     for status in statuses:
         move = moves.get(status.invoice_number)
         record = f"invoice {status.invoice_number}"
         if move is None:
-            problems.append(
-                (
-                    status.invoice_number,
-                    DataError(
-                        "no posted invoice with this number in Odoo",
-                        record=record,
-                        field="name",
-                    ),
-                )
-            )
+            skipped += 1
             continue
         if status.state == "reversed":
             problems.append(
@@ -590,6 +584,8 @@ def apply_payments(
             problems.append((status.invoice_number, err))
             continue
         applied += 1
+    if skipped:
+        _logger.debug("%d payment status(es) of invoices not in Odoo skipped", skipped)
     return applied, problems
 
 

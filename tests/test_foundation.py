@@ -30,12 +30,18 @@ def test_console_script_is_installed() -> None:
     assert out.stdout.startswith("crm-sync ")
 
 
-def test_demo_creates_state_folder_and_reports(tmp_path, capsys) -> None:
+def test_demo_creates_state_folder_and_reports(tmp_path, capsys, monkeypatch) -> None:
+    # without Odoo (the path with Odoo is tests/daemon/test_demo.py), small seeds
+    def no_odoo() -> None:
+        raise OdooNotFound("no Odoo 18 at /nowhere (no odoo-bin)")
+
+    monkeypatch.setattr("sync_daemon.demo.find_odoo", no_odoo)
     state = tmp_path / "state"
-    assert cli.main(["demo", "--state-dir", str(state)]) == 0
+    small = ["--accounts", "20", "--exact-invoices", "10", "--customers", "5"]
+    assert cli.main(["demo", "--state-dir", str(state), *small]) == 0
     out = capsys.readouterr().out
     assert state.is_dir()
-    assert "odoo" in out and "connectors" in out
+    assert "no Odoo 18 here" in out and "sandboxes stopped" in out
 
 
 def test_find_odoo_explains_what_is_missing(tmp_path) -> None:
