@@ -68,8 +68,19 @@ def test_kill_nine_ten_times_then_no_duplicates_nothing_lost(
     rng = random.Random(20260302)
     kills = 0
     for _ in range(10):
+        # The kill point is counted in Odoo calls the child has made, not in
+        # seconds, so it lands mid-run whatever the machine's speed; a short
+        # random pause after that call varies where inside it the kill falls.
+        kill_after = len(fake_odoo.calls) + rng.randint(2, 12)
         child = _child(fake_odoo, tmp_path, backend_id)
-        time.sleep(rng.uniform(0.3, 1.4))
+        deadline = time.monotonic() + 60
+        while (
+            child.poll() is None
+            and len(fake_odoo.calls) < kill_after
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.02))
         if child.poll() is None:
             child.send_signal(signal.SIGKILL)
             kills += 1
