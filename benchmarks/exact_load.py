@@ -105,18 +105,18 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args()
     result = run(args.accounts, args.seed, args.check)
+    ok = (
+        result["api_calls"] <= result["target_calls"]
+        and result["peak_calls_rolling_minute"] <= 60
+        and result["distinct"] == args.accounts
+    )
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps({**result, "within_targets": ok}))
     else:
         for key, value in result.items():
             print(f"{key:28} {value}")
-        ok = (
-            result["api_calls"] <= result["target_calls"]
-            and result["peak_calls_rolling_minute"] <= 60
-            and result["distinct"] == args.accounts
-        )
         print(f"{'within targets':28} {'yes' if ok else 'NO'}")
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

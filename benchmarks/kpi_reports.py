@@ -394,7 +394,7 @@ def main(argv=None):
         )
     slow = [row["label"] for row in out["queries"] if row["median"] >= 1.0]
     print("target < 1 s each: " + ("met" if not slow else f"NOT met: {slow}"))
-    return 0
+    return 1 if slow else 0
 
 
 if __name__ == "__main__":

@@ -39,5 +39,11 @@
     "demo": [
         "data/crm_sync_backend_demo.xml",
     ],
+    "assets": {
+        "web.assets_tests": [
+            "crm_module/static/tests/tours/**/*",
+        ],
+    },
+    "pre_init_hook": "pre_init_hook",
     "post_init_hook": "post_init_hook",
 }

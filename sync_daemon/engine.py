@@ -7,6 +7,10 @@ A run, in order (each step is safe to repeat after a crash at any point):
    the run is announced to Odoo (``crm.sync.run``); links are loaded.
 2. **admin actions** taken in the workbench on ``crm.sync.issue`` (link to a
    chosen partner, create, retry, ignore) are carried out and the issues resolved.
+   A conflict issue keeps the remote record and its field group in its payload:
+   *Retry* takes the remote's value for that group into Odoo; *Ignore* keeps
+   Odoo's: after the pull, Odoo's record is sent to the remote (step 5) and the
+   issue is closed.
 3. **deletions** in the remote clear the link (with a note on the partner); a
    partner is never deleted or archived for it.
 4. **pull customers** since the cursor, page by page: match (links first, then
@@ -33,15 +37,23 @@ A run, in order (each step is safe to repeat after a crash at any point):
    ``invalid_data`` issue lists them too), ``to_send`` while the buyer's
    readiness is unknown, ``not_applicable`` when the buyer cannot receive, later
    ``delivered`` or ``failed``.
+   With a connector that keeps a mailing opt-out (``MarketingSink``: Exact's
+   ``IsMailing``), consent withdrawals and expiries of marketing purposes read
+   from the add-on's consent ledger exclude the linked remote records from
+   mailings (cursor: the last consent event id).
 6. **payments** and incoming **e-invoices** (draft vendor bills), when the
-   connector offers them.
+   connector offers them; a document the connector refused (unsafe, not UBL,
+   failing the Peppol rules) becomes an ``invalid_data`` issue and leaves the
+   inbox, a bill whose supplier is unclear stays in it until someone decides.
 7. **finish**: counts and a short log go to ``crm.sync.run``.
 
 Partners created in Odoo are journalled in the outbox first, so a run that died
 between Odoo's create and the link finds its own partner again (by name, creator
-and creation time) instead of creating a second one. A partner the add-on marked erased
-(``res.partner.crm_erased``, used when ``fields_get`` shows it) is never updated,
-pushed or re-created: its external ids get a local tombstone.
+and creation time) instead of creating a second one; that look-up comes before
+matching, which would take such a partner for a stranger of the same name. A
+partner the add-on marked erased (``res.partner.crm_erased``, used when
+``fields_get`` shows it) is never updated, pushed or re-created: its external ids
+get a local tombstone.
 """
 
 from __future__ import annotations
@@ -74,6 +86,7 @@ from .kernel.protocol import (
     DeliveryTracker,
     EInvoiceSource,
     InvoiceSink,
+    MarketingSink,
     ParticipantLookup,
     PaymentSource,
 )
@@ -98,6 +111,10 @@ _logger = logging.getLogger(__name__)
 
 PARTNER = "res.partner"
 MOVE = "account.move"
+#: the add-on's consent ledger (crm_module/API.md, "GDPR")
+CONSENT_EVENT = "crm.consent.event"
+#: purpose channels a remote's mailing opt-out stands for
+MAILING_CHANNELS = ("email", "post")
 #: Peppol fields of the add-on (crm_module/API.md); used when fields_get shows them
 READINESS_FIELD = "crm_peppol_readiness"
 CHECKED_AT_FIELD = "crm_peppol_checked_at"
@@ -274,6 +291,8 @@ class BackendRun:
         #: partner rows read for the matching index, by id
         self._rows: dict[int, dict[str, Any]] = {}
         self._new_strong: dict[tuple[str, str], str] = {}
+        #: external id -> field groups an admin resolved in favour of the remote
+        self._take_remote: dict[str, set[str]] = {}
         self.readiness_max_age_days = readiness_max_age_days
         self.readiness_batch = max(1, readiness_batch)
         self.delivery_batch = max(1, delivery_batch)
@@ -450,7 +469,12 @@ class BackendRun:
             if isinstance(self.connector, CustomerSource):
                 self._pull_customers()
             if isinstance(self.connector, CustomerSink):
+                self._keep_odoo_values()
                 self._push_customers()
+            if isinstance(self.connector, MarketingSink) and self._has_model(
+                CONSENT_EVENT
+            ):
+                self._push_consent_withdrawals()
             accounting = self._has_model(MOVE)
             if self._has_readiness():
                 self._refresh_readiness()
@@ -637,6 +661,22 @@ class BackendRun:
                 )
                 continue
             customer = self._payload_customer(action.get("payload"))
+            group = self._payload_conflict_group(action.get("payload"))
+            if customer is not None and group and kind != "retry":
+                # a conflict is settled by Retry (take the remote's value) or
+                # Ignore (keep Odoo's); linking or creating does not apply
+                resolved.append(
+                    {
+                        "issue_id": issue_id,
+                        "state": "open",
+                        "note": f"a conflict on {group} is settled with Retry (take "
+                        f"the {self.backend.name} value) or Ignore (keep Odoo's "
+                        "value)",
+                    }
+                )
+                continue
+            if customer is not None and group:
+                self._take_remote.setdefault(customer.external_id, set()).add(group)
             if customer is None:
                 resolved.append(
                     {
@@ -678,12 +718,30 @@ class BackendRun:
 
     @staticmethod
     def _payload_customer(payload: Any) -> Customer | None:
+        """The remote record kept on an issue (conflicts keep it under ``record``)."""
         if not payload:
             return None
         try:
-            return Customer.model_validate_json(payload)
+            data = json.loads(payload)
+        except (TypeError, ValueError):
+            return None
+        if isinstance(data, dict) and isinstance(data.get("record"), dict):
+            data = data["record"]
+        try:
+            return Customer.model_validate(data)
         except ValidationError:
             return None
+
+    @staticmethod
+    def _payload_conflict_group(payload: Any) -> str | None:
+        """The field group of a conflict issue's payload, else None."""
+        try:
+            data = json.loads(payload) if payload else None
+        except (TypeError, ValueError):
+            return None
+        if isinstance(data, dict) and data.get("group") in FIELD_GROUPS:
+            return str(data["group"])
+        return None
 
     # -- step 3: deletions -------------------------------------------------------------
 
@@ -820,6 +878,7 @@ class BackendRun:
         for external_id, err in rejected:
             page.issues.append(self._dead_letter("customers", external_id, err))
         tombstones = self.state.tombstones(self.bid)
+        recovered = self._recoverable_creates(records, tombstones)
         updates: list[tuple[Customer, int, bool]] = []
         creates: list[Customer] = []
         for customer in records:
@@ -831,6 +890,12 @@ class BackendRun:
             action, chosen = forced.get(external_id, ("", None))
             if link is not None:
                 updates.append((customer, link.res_id, False))
+                continue
+            if external_id in recovered:
+                # our own create reached Odoo before a crash: matching would take
+                # that partner for a stranger of the same name; it is linked as
+                # created (see _create_partners)
+                creates.append(customer)
                 continue
             if action == "link" and chosen:
                 updates.append((customer, chosen, True))
@@ -951,7 +1016,9 @@ class BackendRun:
             remote = customer_groups(customer)
             odoo = partner_groups(row, self.lookups, children.get(partner_id, []))
             snapshot = self.state.snapshot(self.bid, external_id)
-            write, agreed, conflicts = self._decide(remote, odoo, snapshot)
+            write, agreed, conflicts = self._decide(
+                remote, odoo, snapshot, self._take_remote.get(external_id, ())
+            )
             for group, theirs, ours in conflicts:
                 self.counts.conflicts += 1
                 page.issues.append(
@@ -964,7 +1031,12 @@ class BackendRun:
                         res_model=PARTNER,
                         res_id=partner_id,
                         field_name=group,
-                        payload={"odoo": ours, "remote": theirs},
+                        payload={
+                            "group": group,
+                            "odoo": ours,
+                            "remote": theirs,
+                            "record": json.loads(customer.model_dump_json()),
+                        },
                     )
                 )
             values = (
@@ -1024,14 +1096,25 @@ class BackendRun:
         remote: Mapping[str, Any],
         odoo: Mapping[str, Any],
         snapshot: Mapping[str, Any] | None,
+        take_remote: Iterable[str] = (),
     ) -> tuple[list[str], dict[str, Any], list[tuple[str, Any, Any]]]:
-        """Which groups to write into Odoo, the new agreed values, the conflicts."""
+        """Which groups to write into Odoo, the new agreed values, the conflicts.
+
+        ``take_remote`` names groups where an admin chose the remote's value on the
+        workbench (*Retry* of a conflict): written into Odoo whoever owns them.
+        """
         write: list[str] = []
         agreed: dict[str, Any] = {}
         conflicts: list[tuple[str, Any, Any]] = []
+        chosen = set(take_remote)
         for group in FIELD_GROUPS:
             theirs, ours = remote[group], odoo[group]
             finance = self.backend.owner(group) == "finance"
+            if group in chosen and group != "contacts":
+                if theirs != ours:
+                    write.append(group)
+                agreed[group] = theirs
+                continue
             if group == "payment_terms" and theirs is None:
                 agreed[group] = ours
                 continue
@@ -1069,24 +1152,161 @@ class BackendRun:
                 agreed[group] = base
         return write, agreed, conflicts
 
-    def _create_partners(self, customers: list[Customer], page: _Page) -> None:
-        """Create partners in one call, journalled so a crash cannot duplicate them."""
-        pending = {
+    def _keep_odoo_values(self) -> None:
+        """Conflicts an admin settled with *Ignore* (keep Odoo's value) reach the
+        remote: the linked record gets Odoo's data and the issue is closed.
+
+        Runs after the pull, so that the remote's newer finance-owned changes are
+        in Odoo before Odoo's record is sent back.
+        """
+        assert isinstance(self.connector, CustomerSink)
+        try:
+            rows = self.gateway.call(
+                "crm.sync.issue",
+                "search_read",
+                [
+                    ("backend_id", "=", self.bid),
+                    ("kind", "=", "conflict"),
+                    ("state", "=", "ignored"),
+                    ("requested_action", "=", "ignore"),
+                    ("res_model", "=", PARTNER),
+                ],
+                fields=["res_id", "external_id", "field_name"],
+                order="id",
+            )
+        except PermanentError as err:
+            # an add-on whose issues cannot be read like this (older, or a test
+            # server with the daemon API only): the decisions stay in Odoo
+            self._note("conflicts settled in Odoo's favour not read: %s", err)
+            return
+        if not rows:
+            return
+        fields = list(PARTNER_READ_FIELDS)
+        if self.erased_field:
+            fields.append(self.erased_field)
+        partners = {
+            row["id"]: row
+            for row in self.gateway.read(
+                PARTNER, sorted({int(r["res_id"]) for r in rows if r["res_id"]}), fields
+            )
+        }
+        resolved: list[dict[str, Any]] = []
+        issues: list[dict[str, Any]] = []
+        links: list[dict[str, Any]] = []
+        snapshots: dict[str, tuple[int | None, dict[str, Any]]] = {}
+        for issue in rows:
+            partner_id = int(issue["res_id"] or 0)
+            external_id = str(issue["external_id"] or "")
+            row = partners.get(partner_id)
+            link = self.links.get(external_id)
+            if (
+                row is None
+                or link is None
+                or link.res_id != partner_id
+                or partner_id in self.erased
+                or (self.erased_field and row.get(self.erased_field))
+            ):
+                resolved.append(
+                    {
+                        "issue_id": issue["id"],
+                        "state": "done",
+                        "note": "Odoo's value kept; the record is no longer linked "
+                        f"to {self.backend.name}: nothing sent",
+                    }
+                )
+                continue
+            try:
+                self.connector.push_customer(
+                    customer_from_partner(row, self.lookups, external_id=external_id),
+                    external_id=external_id,
+                    idempotency_key=f"keep-odoo-{issue['id']}",
+                )
+            except PermanentError as err:
+                issues.append(
+                    self._dead_letter(
+                        "odoo_customers",
+                        external_id,
+                        err,
+                        res_model=PARTNER,
+                        res_id=partner_id,
+                    )
+                )
+                continue
+            groups = partner_groups(row, self.lookups)
+            snapshot = dict(
+                snapshots.get(external_id, (None, None))[1]
+                or self.state.snapshot(self.bid, external_id)
+                or {}
+            )
+            group = str(issue["field_name"] or "")
+            if group in groups:
+                snapshot[group] = groups[group]
+            snapshots[external_id] = (partner_id, snapshot)
+            links.append(
+                self._link_vals(PARTNER, partner_id, external_id, group_hash(snapshot))
+            )
+            self._touched.add(partner_id)
+            self.counts.updated += 1
+            resolved.append(
+                {
+                    "issue_id": issue["id"],
+                    "state": "done",
+                    "note": f"Odoo's value kept and sent to {self.backend.name}",
+                }
+            )
+        # the remote holds Odoo's values: links and snapshots, then the issues
+        self._upsert_links(links)
+        self.state.commit_page(self.bid, "customers", None, snapshots)
+        self._raise_issues(issues)
+        self.gateway.call("crm.sync.issue", "daemon_resolve_issues", resolved)
+        self._note("%d conflict(s) settled in favour of Odoo", len(resolved))
+
+    def _pending_creates(self) -> set[str]:
+        """External ids whose partner create was journalled and never linked."""
+        return {
             entry.local_ref
             for entry in self.state.outbox_entries(self.bid, "odoo_partner", "pending")
         }
-        values_list = []
-        for customer in customers:
-            values = group_values(customer, FIELD_GROUPS, self.lookups)
-            values.update(
-                is_company=customer.is_company,
-                company_id=self.backend.company_id,
-                customer_rank=1 if customer.is_customer else 0,
-                supplier_rank=1 if customer.is_supplier else 0,
-                email=customer.email or False,
-                website=customer.website or False,
-            )
-            values_list.append(values)
+
+    def _create_values(self, customer: Customer) -> dict[str, Any]:
+        values = group_values(customer, FIELD_GROUPS, self.lookups)
+        values.update(
+            is_company=customer.is_company,
+            company_id=self.backend.company_id,
+            customer_rank=1 if customer.is_customer else 0,
+            supplier_rank=1 if customer.is_supplier else 0,
+            email=customer.email or False,
+            website=customer.website or False,
+        )
+        return values
+
+    def _recoverable_creates(
+        self, records: Sequence[Customer], tombstones: Iterable[str]
+    ) -> set[str]:
+        """Unlinked records whose journalled create is found in Odoo (a crash
+        between Odoo's create and the link)."""
+        pending = self._pending_creates()
+        if not pending:
+            return set()
+        skip = set(tombstones)
+        candidates = [
+            c
+            for c in records
+            if c.external_id in pending
+            and c.external_id not in self.links
+            and c.external_id not in skip
+        ]
+        found = self._find_created([self._create_values(c) for c in candidates])
+        return {
+            c.external_id
+            for c, partner_id in zip(candidates, found, strict=True)
+            if partner_id
+        }
+
+    def _create_partners(self, customers: list[Customer], page: _Page) -> None:
+        """Create partners in one call, journalled so a crash cannot duplicate them."""
+        pending = self._pending_creates()
+        values_list = [self._create_values(customer) for customer in customers]
         # a partner whose create may have reached Odoo before a crash is found again
         recovered = (
             self._find_created(
@@ -1344,6 +1564,74 @@ class BackendRun:
                     raise RunStopped
         flush()
         self.state.set_cursor(self.bid, "odoo_customers", mark)
+
+    def _push_consent_withdrawals(self) -> None:
+        """Consent withdrawals and expiries in Odoo reach the remote's opt-out.
+
+        Reads the add-on's ``daemon_consent_changes`` after the stored event id;
+        for a withdrawn or expired marketing purpose sent by e-mail or post, the
+        remote record linked to that partner is excluded from mailings. Erased
+        partners are left to the person handling their erasure issue. The cursor
+        moves after each page; repeating an exclusion is harmless.
+        """
+        assert isinstance(self.connector, MarketingSink)
+        after = int(self.state.get_cursor(self.bid, "consent_events") or 0)
+        marketing: dict[str, bool] = {}
+        excluded = 0
+        while True:
+            events = self.gateway.call(
+                CONSENT_EVENT, "daemon_consent_changes", after, self.page_size
+            )
+            if not events:
+                break
+            codes = sorted({str(e["purpose"]) for e in events} - set(marketing))
+            if codes:
+                for row in self.gateway.call(
+                    "crm.consent.purpose",
+                    "search_read",
+                    [("code", "in", codes)],
+                    fields=["code", "is_marketing"],
+                    context={"active_test": False},
+                ):
+                    marketing[str(row["code"])] = bool(row["is_marketing"])
+            issues: list[dict[str, Any]] = []
+            done: set[tuple[str, str]] = set()
+            for event in events:
+                partner_id = int(event.get("partner_id") or 0)
+                external_id = self.partner_links.get(partner_id)
+                purpose = str(event["purpose"])
+                if (
+                    event.get("kind") not in ("withdraw", "expire")
+                    or event.get("erased")
+                    or partner_id in self.erased
+                    or not external_id
+                    or not marketing.get(purpose, True)
+                    or event.get("channel") not in MAILING_CHANNELS
+                    or (external_id, purpose) in done
+                ):
+                    continue
+                try:
+                    self.connector.exclude_from_marketing(external_id, purpose=purpose)
+                except PermanentError as err:
+                    issues.append(
+                        self._dead_letter(
+                            "consent",
+                            external_id,
+                            err,
+                            res_model=PARTNER,
+                            res_id=partner_id,
+                        )
+                    )
+                    continue
+                done.add((external_id, purpose))
+                excluded += 1
+            self._raise_issues(issues)
+            after = int(events[-1]["id"])
+            self.state.set_cursor(self.bid, "consent_events", str(after))
+            if len(events) < self.page_size:
+                break
+        if excluded:
+            self._note("%d record(s) excluded from mailings (consent)", excluded)
 
     def _ensure_buyer(self, partner_id: int) -> str | None:
         external_id = self.partner_links.get(partner_id)
@@ -1711,12 +1999,19 @@ class BackendRun:
                 self.backend.company_id,
                 self._match_index,
             )
-            self.counts.pulled += len(page.records)
+            self.counts.pulled += len(page.records) + len(page.rejected)
             self.counts.created += created
             issues = [
                 self._dead_letter("einvoices", external_id, err, res_model=MOVE)
                 for external_id, err in problems
             ]
+            # documents the connector refused (unsafe XML, not UBL, failed
+            # validation): an invalid_data issue each, then taken off the inbox
+            # (the dead letter keeps them locally; the access point keeps the file)
+            issues.extend(
+                self._dead_letter("einvoices", external_id, err)
+                for external_id, err in page.rejected
+            )
             self._raise_issues(issues)
             failed = {external_id for external_id, _ in problems}
             done = [
@@ -1724,6 +2019,7 @@ class BackendRun:
                 for i in page.records
                 if i.external_id and i.external_id not in failed
             ]
+            done.extend(external_id for external_id, _ in page.rejected)
             self.state.commit_page(self.bid, "einvoices", page.cursor)
             if done:
                 self.connector.acknowledge(done)

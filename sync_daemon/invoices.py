@@ -596,7 +596,11 @@ def create_vendor_bills(
     company_id: int,
     index: Callable[[], MatchIndex],
 ) -> tuple[int, list[tuple[str, Exception]]]:
-    """Draft vendor bills from incoming invoices, once per (supplier, number)."""
+    """Draft vendor bills from incoming invoices, once per (supplier, kind, number).
+
+    An invoice and a credit note of one supplier may carry the same number (their
+    sequences are separate): both become documents.
+    """
     problems: list[tuple[str, Exception]] = []
     suppliers: dict[str, int] = {}
     #: one new supplier per identity, however many of its bills are in the batch
@@ -648,7 +652,7 @@ def create_vendor_bills(
     if not wanted:
         return 0, problems
     existing = {
-        (_m2o(row.get("commercial_partner_id")), row.get("ref"))
+        (_m2o(row.get("commercial_partner_id")), row.get("move_type"), row.get("ref"))
         for row in gateway.search_read_all(
             "account.move",
             [
@@ -656,21 +660,22 @@ def create_vendor_bills(
                 ("company_id", "=", company_id),
                 ("ref", "in", sorted({i.number for i in wanted})),
             ],
-            ["ref", "commercial_partner_id", "partner_id"],
+            ["ref", "commercial_partner_id", "partner_id", "move_type"],
         )
     }
     taxes = _purchase_taxes(gateway, company_id)
     bills, sources = [], []
     for invoice in wanted:
         supplier = suppliers[invoice.external_id or invoice.number]
-        if (supplier, invoice.number) in existing:
+        move_type = (
+            "in_refund" if invoice.document_type == "credit_note" else "in_invoice"
+        )
+        if (supplier, move_type, invoice.number) in existing:
             continue
-        existing.add((supplier, invoice.number))
+        existing.add((supplier, move_type, invoice.number))
         bills.append(
             {
-                "move_type": "in_refund"
-                if invoice.document_type == "credit_note"
-                else "in_invoice",
+                "move_type": move_type,
                 "partner_id": supplier,
                 "ref": invoice.number,
                 "invoice_date": invoice.issue_date.isoformat(),

@@ -9,6 +9,11 @@ of the configuration and the shared token store, and runs it.
 
 Each run gets its own Odoo connection, so backends can run in parallel threads
 without sharing a company context.
+
+A ``peppol`` backend of a company for which Odoo's own ``account_peppol`` can send
+(:func:`odoo_sends_peppol`) gets ``odoo_account_peppol = true`` in its settings; its
+connector then refuses to start unless the section says which side sends
+(``sending = "odoo"`` or ``"daemon"``), so no invoice leaves twice.
 """
 
 from __future__ import annotations
@@ -32,9 +37,28 @@ from .retry import RetryPolicy
 from .scheduler import Scheduler
 from .state import InstanceLock, SqliteTokenStore, StateStore
 
-__all__ = ["Daemon", "load_factory"]
+__all__ = [
+    "ODOO_PEPPOL_SENDING_STATES",
+    "Daemon",
+    "load_factory",
+    "odoo_sends_peppol",
+]
 
 _logger = logging.getLogger(__name__)
+
+#: ``res.company.account_peppol_proxy_state`` values in which Odoo 18 sends
+#: invoices over Peppol itself (``account_edi_proxy_client.user``'s
+#: ``_get_can_send_domain``).
+ODOO_PEPPOL_SENDING_STATES = frozenset({"sender", "smp_registration", "receiver"})
+_PEPPOL_STATE = "account_peppol_proxy_state"
+
+
+def odoo_sends_peppol(gateway: OdooGateway, company_id: int) -> bool:
+    """Whether Odoo's ``account_peppol`` is installed and can send for the company."""
+    if _PEPPOL_STATE not in gateway.fields("res.company"):
+        return False  # account_peppol is not installed
+    rows = gateway.read("res.company", [company_id], [_PEPPOL_STATE])
+    return bool(rows) and rows[0].get(_PEPPOL_STATE) in ODOO_PEPPOL_SENDING_STATES
 
 
 def load_factory(kind: str, override: str | None = None) -> ConnectorFactory:
@@ -108,8 +132,17 @@ class Daemon:
 
     # -- connectors -------------------------------------------------------------------
 
-    def connector(self, backend: BackendConfig) -> Connector:
+    def connector(
+        self, backend: BackendConfig, gateway: OdooGateway | None = None
+    ) -> Connector:
+        """Build the backend's connector; ``gateway`` lets it learn Odoo's side."""
         section = self.settings.backend_settings(backend.id)
+        if (
+            backend.kind == "peppol"
+            and gateway is not None
+            and odoo_sends_peppol(gateway, backend.company_id)
+        ):
+            section["odoo_account_peppol"] = True
         factory = self.factories.get(backend.kind) or load_factory(
             backend.kind, section.get("factory")
         )
@@ -132,7 +165,18 @@ class Daemon:
     ) -> RunResult:
         """One run of one backend, with its own Odoo connection."""
         gateway = self.gateway()
-        connector = self.connector(backend)
+        try:
+            connector = self.connector(backend, gateway)
+        except ConfigurationError as err:
+            # the backend cannot start: say why on the backend in Odoo as well
+            try:
+                self._report_health(
+                    gateway, [(backend, HealthReport("invalid", str(err)))]
+                )
+            except SyncError:
+                _logger.warning("backend %s: could not report the refusal", backend.id)
+            self.rpc_calls += gateway.calls
+            raise
         try:
             run = BackendRun(
                 gateway=gateway,
@@ -188,7 +232,7 @@ class Daemon:
         found = []
         for backend in self.backends(gateway):
             try:
-                connector = self.connector(backend)
+                connector = self.connector(backend, gateway)
                 try:
                     report = connector.check()
                 finally:
@@ -203,20 +247,27 @@ class Daemon:
                 )
                 report = HealthReport(state, str(err))
             found.append((backend, report))
-        if found:
-            gateway.call(
-                "crm.sync.backend",
-                "daemon_report_health",
-                [
-                    {
-                        "backend_id": backend.id,
-                        "credentials_state": report.credentials_state,
-                        "message": report.message[:250],
-                    }
-                    for backend, report in found
-                ],
-            )
+        self._report_health(gateway, found)
         return found
+
+    @staticmethod
+    def _report_health(
+        gateway: OdooGateway, found: list[tuple[BackendConfig, HealthReport]]
+    ) -> None:
+        if not found:
+            return
+        gateway.call(
+            "crm.sync.backend",
+            "daemon_report_health",
+            [
+                {
+                    "backend_id": backend.id,
+                    "credentials_state": report.credentials_state,
+                    "message": report.message[:250],
+                }
+                for backend, report in found
+            ],
+        )
 
     def stop(self, *_: Any) -> None:
         """Finish the current page of every running job, then exit."""

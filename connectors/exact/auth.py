@@ -11,7 +11,9 @@ least ``min_refresh_age`` old, and always like this: take the token store's lock
 (shared by threads and processes) → re-read the store (another worker may have
 refreshed meanwhile) → refresh only if still needed → save the new pair → only then
 hand out the new access token. ``invalid_grant`` raises
-:class:`~connectors.exact.errors.ExactNeedsReauthorisation` at once, with no retry.
+:class:`~connectors.exact.errors.ExactNeedsReauthorisation` at once, with no retry,
+and the refusal is written next to the tokens in the store, so that no later run
+or process sends the dead refresh token again before a new consent.
 
 Once Exact has answered 200 the old refresh token is spent, so an odd answer
 never costs the new pair: an unusable ``expires_in`` is taken as the documented
@@ -58,6 +60,12 @@ REFRESH_TOKEN_LIFETIME = timedelta(days=30)
 DEFAULT_ACCESS_LIFETIME = 600
 #: Longest ``expires_in`` believed; anything beyond is treated as unusable.
 _MAX_ACCESS_LIFETIME = 86400
+#: Key in ``TokenSet.extra`` of a pair whose refresh token Exact refused.
+REFUSED = "refresh_refused"
+#: Key in ``TokenSet.extra``: division -> end of its daily-limit pause (ISO, UTC).
+PAUSED = "paused_until"
+#: Key in ``TokenSet.extra``: division -> the last run's calls of its last minute.
+MINUTE = "minute"
 
 
 class TokenManager:
@@ -176,19 +184,100 @@ class TokenManager:
                 record=f"token {self._key}",
                 field="refresh_token",
             )
+        refused = tokens.extra.get(REFUSED)
+        if refused:
+            # Exact refused this refresh token before (maybe in an earlier run or
+            # another process): sending it again would only add errors to the
+            # app's hourly count. Only a new consent brings the backend back.
+            raise ExactNeedsReauthorisation(
+                f"{refused} (not sent again)",
+                record=f"token {self._key}",
+                field="refresh_token",
+            )
         age = (self._clock() - tokens.issued_at).total_seconds()
         if 0 <= age < self._settings.min_refresh_age:
             # Only reachable when Exact issued a token shorter-lived than 570 s.
             self._sleep(self._settings.min_refresh_age - age)
-        new = self._token_call(
-            {
-                "grant_type": "refresh_token",
-                "refresh_token": tokens.refresh_token,
-            },
-            previous=tokens,
-        )
+        try:
+            new = self._token_call(
+                {
+                    "grant_type": "refresh_token",
+                    "refresh_token": tokens.refresh_token,
+                },
+                previous=tokens,
+            )
+        except ExactNeedsReauthorisation as err:
+            if err.details.get("error") == "invalid_grant":
+                self._mark_refused(tokens, err)
+            raise
         _logger.info("Exact tokens of %s refreshed", self._key)
         return new
+
+    def _mark_refused(self, tokens: TokenSet, err: ExactNeedsReauthorisation) -> None:
+        """Remember in the store that ``tokens`` can no longer be refreshed.
+
+        Every later run, thread or process then stops before the token endpoint
+        (C012: no retry loop) until ``crm-sync auth`` stores a new pair.
+        """
+        marked = tokens.model_copy(
+            update={"extra": {**tokens.extra, REFUSED: err.message[:300]}}
+        )
+        try:
+            self._store.save(self._key, marked)
+        except Exception:  # the refusal itself is what matters to the caller
+            _logger.warning("could not remember the refusal of %s", self._key)
+
+    # ------------------------------------------------------- daily-limit pause
+
+    def remember_pause(self, division: int, until: datetime) -> None:
+        """Keep a division's daily-limit pause with the tokens, for later runs."""
+        self._remember(PAUSED, division, until.astimezone(UTC).isoformat())
+
+    def remember_minute(self, division: int, snapshot: dict[str, Any] | None) -> None:
+        """Keep this minute's calls of a division for the next run's limiter."""
+        self._remember(MINUTE, division, snapshot)
+
+    def stored_minute(self, division: int) -> dict[str, Any] | None:
+        """What :meth:`remember_minute` kept for ``division``, if anything."""
+        value = self._stored(MINUTE, division)
+        return value if isinstance(value, dict) else None
+
+    def _remember(self, name: str, division: int, value: Any) -> None:
+        with self._store.lock(self._key):
+            tokens = self._store.load(self._key)
+            if tokens is None:
+                return
+            kept = tokens.extra.get(name)
+            by_division = dict(kept) if isinstance(kept, dict) else {}
+            if value is None:
+                by_division.pop(str(division), None)
+            else:
+                by_division[str(division)] = value
+            self._store.save(
+                self._key,
+                tokens.model_copy(
+                    update={"extra": {**tokens.extra, name: by_division}}
+                ),
+            )
+
+    def _stored(self, name: str, division: int) -> Any:
+        try:
+            tokens = self._store.load(self._key)
+        except Exception:  # an unreadable store shows up on the first call
+            return None
+        kept = tokens.extra.get(name) if tokens is not None else None
+        return kept.get(str(division)) if isinstance(kept, dict) else None
+
+    def stored_pause(self, division: int) -> datetime | None:
+        """The end of a division's daily-limit pause kept in the store, if any."""
+        value = self._stored(PAUSED, division)
+        try:
+            until = datetime.fromisoformat(str(value)) if value else None
+        except ValueError:
+            return None
+        if until is not None and until.tzinfo is None:
+            until = until.replace(tzinfo=UTC)
+        return until
 
     # ----------------------------------------------------- authorization code
 
@@ -326,7 +415,15 @@ class TokenManager:
             expires_at=sent_at + timedelta(seconds=seconds),
             refresh_expires_at=received_at + REFRESH_TOKEN_LIFETIME,
             base_url=self._settings.host,
-            extra={"token_type": body.get("token_type", "bearer")},
+            extra={
+                "token_type": body.get("token_type", "bearer"),
+                # a daily-limit pause outlives the tokens it was stored with
+                **(
+                    {PAUSED: previous.extra[PAUSED]}
+                    if previous is not None and PAUSED in previous.extra
+                    else {}
+                ),
+            },
         )
 
     def _token_error(

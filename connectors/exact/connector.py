@@ -144,7 +144,16 @@ class ExactConnector:
             sleep=ctx.sleep,
             reserve=settings.minutely_reserve,
             max_per_minute=settings.max_calls_per_minute,
+            on_pause=self.tokens.remember_pause,
         )
+        # a daily 429 of an earlier run (or process) still pauses the division,
+        # and the calls that run made in its last minute still count
+        paused = self.tokens.stored_pause(settings.division)
+        if paused is not None:
+            self.limiter.restore_pause(settings.division, paused)
+        minute = self.tokens.stored_minute(settings.division)
+        if minute is not None:
+            self.limiter.restore_minute(settings.division, minute)
         self.client = ExactClient(
             settings=settings,
             tokens=self.tokens,
@@ -260,7 +269,17 @@ class ExactConnector:
         return problems
 
     def close(self) -> None:
-        """Close the HTTP session if the connector created it."""
+        """Hand this minute's calls over to the next run; close our HTTP session."""
+        division = self.settings.division
+        if self.limiter.minute_snapshot(division) or self.tokens.stored_minute(
+            division
+        ):
+            try:
+                self.tokens.remember_minute(
+                    division, self.limiter.minute_snapshot(division)
+                )
+            except Exception:  # losing it costs at most one 429 in the next run
+                _logger.warning("could not keep the minute window of %s", division)
         if self._own_session:
             self.session.close()
 
@@ -448,6 +467,22 @@ class ExactConnector:
             external_id=external_id,
             external_code=str(row.get("Code") or "").strip() or None,
         )
+
+    def exclude_from_marketing(self, external_id: str, *, purpose: str) -> None:
+        """Exclude a linked account from mailings (kernel ``MarketingSink``).
+
+        Exact keeps this on the account as ``IsMailing`` ("indicates if the account
+        is excluded from mailing marketing information", a byte: 1 = excluded).
+        ``purpose`` is the consent purpose withdrawn in Odoo; Exact has one flag.
+        """
+        if not _GUID.match(external_id):
+            raise ExactDataError(
+                f"linked Exact id {external_id[:40]!r} is not a GUID",
+                record=f"account {external_id[:40]}",
+                field="external_id",
+            )
+        url = self.client.url(f"crm/Accounts(guid'{external_id}')")
+        self.client.put(url, {"IsMailing": 1})
 
     def push_customer(
         self, customer: Customer, *, external_id: str | None, idempotency_key: str

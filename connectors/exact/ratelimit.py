@@ -9,6 +9,13 @@ was hit come back, so a header that is absent means *unknown*, never 0 or 1970.
 whether to wait (few calls left this minute, or our own rolling-minute ceiling
 reached) or to refuse (the division is paused until its daily reset). Waiting goes
 through the injected ``sleep`` so tests and benchmarks can use a fake clock.
+
+The daemon builds a new connector (and limiter) for every run, so what must
+outlive one run is handed over through the token store by the connector: a daily
+pause (``on_pause`` / :meth:`RateLimiter.restore_pause`), and the calls of the last
+minute (:meth:`RateLimiter.minute_snapshot` / :meth:`RateLimiter.restore_minute`),
+so that neither a "Run now" right after a run nor the next scheduled run of a
+paused division knocks on Exact's door too early.
 """
 
 from __future__ import annotations
@@ -59,6 +66,11 @@ def epoch_ms(value: str | None) -> datetime | None:
     if not _digits(text) or not 0 < int(text) <= _MAX_EPOCH_MS:
         return None
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(text))
+
+
+def _aware(moment: datetime) -> datetime:
+    """A stored moment without zone is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _int(value: str | None) -> int | None:
@@ -114,6 +126,8 @@ class RateLimiter:
     :param sleep: waits that many seconds.
     :param reserve: wait for the minute's reset once this few calls are left.
     :param max_per_minute: our own ceiling of calls in any rolling minute.
+    :param on_pause: told of every daily pause (division, until), so that the
+        connector can keep it beyond this object's life (later runs, processes).
     """
 
     def __init__(
@@ -123,7 +137,9 @@ class RateLimiter:
         sleep: Callable[[float], None],
         reserve: int = 2,
         max_per_minute: int = 60,
+        on_pause: Callable[[int, datetime], None] | None = None,
     ) -> None:
+        self._on_pause = on_pause
         self._clock = clock
         self._sleep = sleep
         self._reserve = reserve
@@ -198,15 +214,22 @@ class RateLimiter:
         """
         minutely, daily = parse_limits(headers)
         now = self._clock()
+        paused: datetime | None = None
         with self._lock:
             if daily.known and not minutely.known:
-                until = daily.reset_at or now + timedelta(hours=1)
-                until = min(until, now + MAX_DAILY_PAUSE)
-                self.paused_until[division] = until
+                paused = daily.reset_at or now + timedelta(hours=1)
+                paused = min(paused, now + MAX_DAILY_PAUSE)
+                self.paused_until[division] = paused
                 self.daily[division] = daily
-                raise self._daily_error(division, until, now)
-            if minutely.known:
+            elif minutely.known:
                 self.minutely[division] = minutely
+        if paused is not None:
+            if self._on_pause is not None:
+                try:
+                    self._on_pause(division, paused)
+                except Exception:  # the pause still holds for this object
+                    _logger.warning("could not keep the pause of %s", division)
+            raise self._daily_error(division, paused, now)
         if minutely.reset_at is not None:
             wait = (minutely.reset_at + RESET_SLACK - now).total_seconds()
             return min(MAX_MINUTELY_WAIT, max(0.0, wait))
@@ -215,6 +238,69 @@ class RateLimiter:
         if retry_after is not None:
             return min(MAX_MINUTELY_WAIT, retry_after)
         return default_wait
+
+    def minute_snapshot(self, division: int) -> dict[str, object] | None:
+        """This minute's calls and Exact's last minutely report, to hand over to
+        the next connector of the division (the next run); ``None`` when stale."""
+        with self._lock:
+            now = self._clock()
+            calls = [
+                m.isoformat()
+                for m in self._calls.get(division, ())
+                if m > now - _MINUTE - WINDOW_SLACK
+            ]
+            state = self.minutely.get(division)
+            reset = state.reset_at if state is not None else None
+            if not calls and (reset is None or reset <= now):
+                return None
+            return {
+                "calls": calls,
+                "remaining": state.remaining if state is not None else None,
+                "reset": reset.isoformat()
+                if reset is not None and reset > now
+                else None,
+            }
+
+    def restore_minute(self, division: int, snapshot: Mapping[str, object]) -> None:
+        """Take over :meth:`minute_snapshot` of an earlier connector; odd values
+        are dropped (the window then starts empty, as without a snapshot)."""
+        now = self._clock()
+        try:
+            raw_calls = snapshot.get("calls") or []
+            calls = sorted(
+                moment
+                for moment in (
+                    _aware(datetime.fromisoformat(str(text)))
+                    for text in (raw_calls if isinstance(raw_calls, list) else [])
+                )
+                if now - _MINUTE - WINDOW_SLACK < moment <= now
+            )
+            reset_text = snapshot.get("reset")
+            reset = (
+                _aware(datetime.fromisoformat(str(reset_text))) if reset_text else None
+            )
+            remaining = snapshot.get("remaining")
+        except (TypeError, ValueError):
+            return
+        with self._lock:
+            window = self._calls.setdefault(division, deque())
+            window.extendleft(reversed(calls))
+            if (
+                reset is not None
+                and now < reset <= now + timedelta(seconds=MAX_MINUTELY_WAIT)
+                and isinstance(remaining, int)
+                and division not in self.minutely
+            ):
+                self.minutely[division] = LimitState(
+                    remaining=remaining, reset_at=reset
+                )
+
+    def restore_pause(self, division: int, until: datetime) -> None:
+        """Take over a daily pause remembered from an earlier run or process."""
+        now = self._clock()
+        if until > now:
+            with self._lock:
+                self.paused_until[division] = min(until, now + MAX_DAILY_PAUSE)
 
     def _daily_error(
         self, division: int, until: datetime, now: datetime

@@ -11,7 +11,9 @@ die after 31 days without use (``refresh_token_expires_in``). The rules kept her
 - the access token is renewed proactively when less than ``refresh_margin_seconds``
   are left, never on a 401 loop;
 - ``invalid_grant`` means a person must consent again: the connection is marked as
-  needing re-authorisation, one error is logged, and nothing is retried;
+  needing re-authorisation, one error is logged, and nothing is retried; the
+  refusal is kept next to the tokens in the store, so no later run or process
+  sends the dead refresh token again before a new consent;
 - every token request goes through a brand-new HTTP session, so no cookie from an
   earlier API call can influence it;
 - a warning is raised ``refresh_warning_days`` before the refresh token would die.
@@ -45,6 +47,9 @@ from .settings import SageAccountingSettings
 __all__ = ["SageOAuth"]
 
 _logger = logging.getLogger(__name__)
+
+#: Key in ``TokenSet.extra`` of a pair whose refresh token Sage refused.
+REFUSED = "refresh_refused"
 
 
 def _never_sent(err: requests.RequestException) -> bool:
@@ -209,15 +214,37 @@ class SageOAuth:
             raise self._needs_reauth(
                 f"the refresh token expired on {tokens.refresh_expires_at:%Y-%m-%d}"
             )
+        refused = tokens.extra.get(REFUSED)
+        if refused:
+            # refused in an earlier run or another process: never sent again
+            raise self._needs_reauth(f"{refused} (not sent again)")
         form = {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
         _logger.debug("refreshing the Sage access token of %s", self._record)
-        return self._token_request(form, retry=True)
+        try:
+            return self._token_request(form, retry=True)
+        except SageNeedsReauthorisation as err:
+            if err.details.get("error") == "invalid_grant":
+                self._mark_refused(tokens, reason=str(err.details["reason"]))
+            raise
 
-    def _needs_reauth(self, reason: str) -> SageNeedsReauthorisation:
+    def _mark_refused(self, tokens: TokenSet, *, reason: str) -> None:
+        """Remember in the store that ``tokens`` can no longer be refreshed."""
+        marked = tokens.model_copy(update={"extra": {**tokens.extra, REFUSED: reason}})
+        try:
+            self._store.save(self._key, marked)
+        except Exception:  # the refusal itself is what matters to the caller
+            _logger.warning("could not remember the refusal of %s", self._record)
+
+    def _needs_reauth(
+        self, reason: str, *, error: str | None = None
+    ) -> SageNeedsReauthorisation:
+        details: dict[str, Any] = {"business_id": self._settings.business_id}
+        if error:
+            details.update(error=error, reason=reason)
         err = SageNeedsReauthorisation(
             f"Sage needs a new consent: {reason}",
             record=self._record,
-            details={"business_id": self._settings.business_id},
+            details=details,
         )
         self._reauth_error = err
         _logger.error("%s: %s", self._record, err.message)
@@ -274,7 +301,9 @@ class SageOAuth:
         payload = _json_or_empty(response)
         error = str(payload.get("error") or "")
         if error == "invalid_grant" and body.get("grant_type") == "refresh_token":
-            raise self._needs_reauth("Sage refused the refresh token (invalid_grant)")
+            raise self._needs_reauth(
+                "Sage refused the refresh token (invalid_grant)", error="invalid_grant"
+            )
         if error == "invalid_grant":
             # A spent or expired consent code: the stored tokens are unaffected.
             raise SageNeedsReauthorisation(

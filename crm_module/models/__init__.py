@@ -35,3 +35,4 @@ from . import crm_kpi_response_time
 from . import crm_kpi_retention
 from . import crm_kpi_stage_bottleneck
 from . import crm_kpi_forecast
+from . import base_partner_merge

@@ -321,6 +321,9 @@ class CrmPrivacyRequest(models.Model):
             ]
         )
         links = env["crm.sync.link"].search([("partner_id", "in", subjects.ids)])
+        peppol_documents = invoices.filtered(
+            lambda move: move.crm_peppol_state or move.ubl_cii_xml_id
+        )
 
         def value(record, fname):
             field = record._fields[fname]
@@ -357,6 +360,8 @@ class CrmPrivacyRequest(models.Model):
                     "city",
                     "country_id",
                     "vat",
+                    "peppol_eas",
+                    "peppol_endpoint",
                     "lang",
                     "comment",
                     "create_date",
@@ -422,6 +427,17 @@ class CrmPrivacyRequest(models.Model):
                 links,
                 ["backend_id", "res_model", "external_id", "state", "synced_at"],
             ),
+            "peppol_documents": rows(
+                peppol_documents,
+                [
+                    "name",
+                    "crm_peppol_state",
+                    "crm_peppol_status_at",
+                    "crm_peppol_message",
+                    "crm_peppol_rules",
+                    "ubl_cii_xml_id",
+                ],
+            ),
         }
 
     def _crm_export_bundle(self):
@@ -448,6 +464,15 @@ class CrmPrivacyRequest(models.Model):
                         }
                     )
                 archive.writestr(f"{table}.csv", text.getvalue())
+            # the Peppol documents themselves, as exchanged with the buyer
+            documents = (
+                self.env["account.move"]
+                .sudo()
+                .browse([row["id"] for row in data["peppol_documents"]])
+            )
+            for move in documents.filtered("ubl_cii_xml_id"):
+                xml = move.ubl_cii_xml_id
+                archive.writestr(f"peppol/{move.id}-{xml.name}", xml.raw or b"")
         return buffer.getvalue()
 
     @api.model

@@ -44,8 +44,9 @@ class CrmSyncBackend(models.Model):
     _inherit = ["mail.thread"]
     _order = "company_id, name, id"
 
-    def _default_tz(self):
-        return self.env.company.partner_id.tz or self.env.user.tz or "UTC"
+    def _default_tz(self, company=None):
+        company = company or self.env.company
+        return company.partner_id.tz or self.env.user.tz or "UTC"
 
     def _default_ownership_ids(self):
         return [
@@ -198,6 +199,25 @@ class CrmSyncBackend(models.Model):
                         backend=backend.display_name,
                     )
                 )
+
+    @api.onchange("company_id")
+    def _onchange_company_id(self):
+        if self.company_id:
+            self.tz = self._default_tz(self.company_id)
+
+    # ------------------------------------------------------------
+    # ORM
+    # ------------------------------------------------------------
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        """Read the schedule in the time zone of the backend's own company when
+        none is given, not in the one of the company the user is working in."""
+        for vals in vals_list:
+            if not vals.get("tz") and vals.get("company_id"):
+                company = self.env["res.company"].browse(vals["company_id"])
+                vals["tz"] = self._default_tz(company)
+        return super().create(vals_list)
 
     # ------------------------------------------------------------
     # ACTIONS

@@ -412,8 +412,6 @@ class CrmSyncIssue(models.Model):
             else:
                 issue.write({"state": "open", "requested_action": False})
             if vals.get("note"):
-                issue.message_post(
-                    body=Markup("%s") % escape(vals["note"]),
-                    subtype_xmlid="mail.mt_note",
-                )
+                # a log note: the daemon's technical user needs no e-mail address
+                issue._message_log(body=Markup("%s") % escape(vals["note"]))
         return True

@@ -116,6 +116,118 @@ class CrmSyncLink(models.Model):
                 )
 
     # ------------------------------------------------------------
+    # ORM
+    # ------------------------------------------------------------
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        self._crm_check_unique(
+            [(self.browse(), vals) for vals in vals_list if isinstance(vals, dict)]
+        )
+        return super().create(vals_list)
+
+    def write(self, vals):
+        if {"backend_id", "res_model", "res_id", "external_id"}.intersection(vals):
+            self._crm_check_unique([(link, vals) for link in self])
+        return super().write(vals)
+
+    @api.model
+    def _crm_check_unique(self, changes):
+        """Refuse a link that would break one of the unique pairs, naming the
+        link, the record and the field, before the SQL constraints (which stay
+        as the last safeguard) answer with a message that names neither.
+
+        :param changes: ``(link, vals)`` pairs, ``link`` empty for a creation
+        """
+        wanted = []
+        for link, vals in changes:
+            values = {
+                fname: vals.get(fname, link[fname] if link else False)
+                for fname in ("backend_id", "res_model", "res_id", "external_id")
+            }
+            if isinstance(values["backend_id"], models.BaseModel):
+                values["backend_id"] = values["backend_id"].id
+            if not all(values.values()):
+                continue  # required fields: the ORM reports what is missing
+            if link and values == {
+                "backend_id": link.backend_id.id,
+                "res_model": link.res_model,
+                "res_id": link.res_id,
+                "external_id": link.external_id,
+            }:
+                continue  # nothing changes (the daemon rewrites unchanged links)
+            wanted.append((link, values))
+        if not wanted:
+            return
+        others = self.sudo().search(
+            [
+                ("id", "not in", [link.id for link, _values in wanted if link]),
+                ("backend_id", "in", [values["backend_id"] for _l, values in wanted]),
+                ("res_model", "in", [values["res_model"] for _l, values in wanted]),
+                "|",
+                ("external_id", "in", [values["external_id"] for _l, values in wanted]),
+                ("res_id", "in", [values["res_id"] for _l, values in wanted]),
+            ]
+        )
+        # unique key -> what already holds it: the record of an external id, the
+        # external id of a record
+        by_external = {
+            (other.backend_id.id, other.res_model, other.external_id): (
+                other.res_model,
+                other.res_id,
+            )
+            for other in others
+        }
+        by_record = {
+            (other.backend_id.id, other.res_model, other.res_id): other.external_id
+            for other in others
+        }
+        for _link, values in wanted:
+            backend = self.env["crm.sync.backend"].sudo().browse(values["backend_id"])
+            external_key = (backend.id, values["res_model"], values["external_id"])
+            record_key = (backend.id, values["res_model"], values["res_id"])
+            if external_key in by_external:
+                raise ValidationError(
+                    self.env._(
+                        "Cannot link %(record)s: external ID %(external)r (field "
+                        "External ID) of backend %(backend)s is already linked to "
+                        "%(other)s.",
+                        record=self._crm_record_label(
+                            values["res_model"], values["res_id"]
+                        ),
+                        external=values["external_id"],
+                        backend=backend.display_name,
+                        other=self._crm_record_label(*by_external[external_key]),
+                    )
+                )
+            if record_key in by_record:
+                raise ValidationError(
+                    self.env._(
+                        "Cannot link %(record)s (field Odoo Record) to external ID "
+                        "%(external)r: it is already linked to external ID "
+                        "%(other)r of backend %(backend)s.",
+                        record=self._crm_record_label(
+                            values["res_model"], values["res_id"]
+                        ),
+                        external=values["external_id"],
+                        other=by_record[record_key],
+                        backend=backend.display_name,
+                    )
+                )
+            by_external[external_key] = (values["res_model"], values["res_id"])
+            by_record[record_key] = values["external_id"]
+
+    @api.model
+    def _crm_record_label(self, res_model, res_id):
+        """Return a linked Odoo record as model, id and name."""
+        label = f"{res_model} {res_id}"
+        if res_model in self.env:
+            record = self.env[res_model].sudo().browse(res_id).exists()
+            if record:
+                label = f"{label} ({record.display_name})"
+        return label
+
+    # ------------------------------------------------------------
     # DAEMON API
     # ------------------------------------------------------------
 
@@ -214,9 +326,27 @@ class CrmSyncLink(models.Model):
         }
         result = []
         to_create = []
+        record_of_external = {}
         for vals in prepared:
             external_key = (vals["backend_id"], vals["res_model"], vals["external_id"])
             record_key = (vals["backend_id"], vals["res_model"], vals["res_id"])
+            # one call may not point an external record at two Odoo records: the
+            # last one would silently win
+            previous = record_of_external.setdefault(external_key, vals["res_id"])
+            if previous != vals["res_id"]:
+                raise ValidationError(
+                    self.env._(
+                        "%(what)s: external id %(external)r (field external_id) "
+                        "appears twice with different records (%(model)s %(first)s "
+                        "and %(second)s) for backend %(backend)s.",
+                        what=what,
+                        external=vals["external_id"],
+                        model=vals["res_model"],
+                        first=previous,
+                        second=vals["res_id"],
+                        backend=vals["backend_id"],
+                    )
+                )
             token = by_external.get(external_key)
             holder = by_record.get(record_key)
             if holder is not None and holder != token:
@@ -369,5 +499,6 @@ class CrmSyncLink(models.Model):
                 ),
                 escape(note),
             )
-            link.partner_id.sudo().message_post(body=body, subtype_xmlid="mail.mt_note")
+            # a log note: the daemon's technical user needs no e-mail address
+            link.partner_id.sudo()._message_log(body=body)
         return len(links)

@@ -36,6 +36,20 @@ DUPLICATE_TRIGGER_FIELDS = {
 COMMERCIAL_DOMAIN = ["|", ("is_company", "=", True), ("parent_id", "=", False)]
 #: partners handled per chunk when all duplicate flags are refreshed
 DUPLICATE_REFRESH_CHUNK = 1000
+#: partners whose identifier keys are computed per chunk at install
+IDENTIFIER_FILL_CHUNK = 1000
+#: stored fields written by ``_compute_identifier_keys``
+IDENTIFIER_FIELDS = (
+    "vat_key",
+    "registry_key",
+    "peppol_key",
+    "email_key",
+    "vat_invalid",
+    "registry_invalid",
+    "peppol_invalid",
+    "email_invalid",
+    "identifier_warning",
+)
 #: Peppol schemes whose identifier is a VAT number, with the country of that VAT
 VAT_PEPPOL_SCHEMES = {
     eas: country
@@ -460,6 +474,23 @@ class ResPartner(models.Model):
         self.env["res.partner"].invalidate_model(
             ["duplicate_partner_ids", "duplicate_count"]
         )
+
+    @api.model
+    def _crm_fill_identifier_keys(self):
+        """Compute the identifier keys of every partner, one chunk at a time, so
+        that installing on a large database keeps a small cache."""
+        self.env.flush_all()
+        self.env.cr.execute("SELECT id FROM res_partner ORDER BY id")
+        ids = [row[0] for row in self.env.cr.fetchall()]
+        partners = self.sudo().with_context(active_test=False)
+        key_fields = [partners._fields[fname] for fname in IDENTIFIER_FIELDS]
+        for start in range(0, len(ids), IDENTIFIER_FILL_CHUNK):
+            chunk = partners.browse(ids[start : start + IDENTIFIER_FILL_CHUNK])
+            for field in key_fields:
+                self.env.add_to_compute(field, chunk)
+            self.env.flush_all()
+            self.env.invalidate_all()
+        _logger.info("identifier keys computed for %d partners", len(ids))
 
     @api.model
     def _crm_refresh_all_duplicate_flags(self):

@@ -13,3 +13,6 @@ from . import test_gdpr_retention
 from . import test_pipeline_history
 from . import test_pipeline_response
 from . import test_pipeline_kpi
+from . import test_i18n
+from . import test_requirements
+from . import test_tours

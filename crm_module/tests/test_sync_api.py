@@ -265,6 +265,40 @@ class TestSyncLinkApi(CrmModuleCommon):
         self.assertEqual(again, ids)
         self.assertEqual(link.state, "linked")
 
+    def test_daemon_user_without_email_notes_unlinks_and_resolutions(self):
+        """The technical user is a bot: its notes must not need an address."""
+        self.user_daemon.partner_id.email = False
+        self.Link.daemon_upsert_links([self._vals(self.customer, "guid-9")])
+        self.Link.daemon_unlink_links(
+            [
+                {
+                    "backend_id": self.backend.id,
+                    "res_model": "res.partner",
+                    "external_id": "guid-9",
+                    "note": "deleted in Exact",
+                }
+            ]
+        )
+        self.assertIn("deleted in Exact", self.customer.message_ids[0].body)
+        Issue = self.env["crm.sync.issue"].with_user(self.user_daemon)
+        [issue_id] = Issue.daemon_raise_issues(
+            [
+                {
+                    "backend_id": self.backend.id,
+                    "kind": "invalid_data",
+                    "external_id": "guid-9",
+                    "message": "bad record",
+                }
+            ]
+        )
+        issue = self.env["crm.sync.issue"].browse(issue_id)
+        issue.with_user(self.user_sync_admin).action_retry()
+        Issue.daemon_resolve_issues(
+            [{"issue_id": issue_id, "state": "done", "note": "retried fine"}]
+        )
+        self.assertEqual(issue.state, "done")
+        self.assertIn("retried fine", issue.message_ids[0].body)
+
     def test_unlinked_row_is_reused_for_a_new_external_record(self):
         ids = self.Link.daemon_upsert_links([self._vals(self.customer, "guid-1")])
         self.Link.daemon_unlink_links(
@@ -293,6 +327,23 @@ class TestSyncLinkApi(CrmModuleCommon):
                 "external_id": "guid-1",
             }
         )
+        # a duplicate is refused with a message naming the record and the field
+        for external_id, res_id, field in (
+            ("guid-1", self.other.id, "External ID"),
+            ("guid-2", self.customer.id, "Odoo Record"),
+        ):
+            with self.assertRaises(ValidationError) as catcher:
+                self.env["crm.sync.link"].create(
+                    {
+                        "backend_id": self.backend.id,
+                        "res_model": "res.partner",
+                        "res_id": res_id,
+                        "external_id": external_id,
+                    }
+                )
+            self.assertIn(f"(field {field})", str(catcher.exception))
+            self.assertIn("Fictief Software", str(catcher.exception))
+        # the SQL constraints stay as the last safeguard
         for external_id, res_id in (
             ("guid-1", self.other.id),
             ("guid-2", self.customer.id),
@@ -302,13 +353,10 @@ class TestSyncLinkApi(CrmModuleCommon):
                 mute_logger("odoo.sql_db"),
                 self.env.cr.savepoint(),
             ):
-                self.env["crm.sync.link"].create(
-                    {
-                        "backend_id": self.backend.id,
-                        "res_model": "res.partner",
-                        "res_id": res_id,
-                        "external_id": external_id,
-                    }
+                self.env.cr.execute(
+                    "INSERT INTO crm_sync_link (backend_id, res_model, res_id, "
+                    "external_id, state) VALUES (%s, 'res.partner', %s, %s, 'linked')",
+                    [self.backend.id, res_id, external_id],
                 )
         with self.assertRaisesRegex(ValidationError, "res_model"):
             self.env["crm.sync.link"].create(

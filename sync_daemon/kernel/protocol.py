@@ -37,6 +37,7 @@ __all__ = [
     "EInvoiceSource",
     "HealthReport",
     "InvoiceSink",
+    "MarketingSink",
     "Page",
     "ParticipantAnswer",
     "ParticipantLookup",
@@ -156,6 +157,20 @@ class CustomerSink(Protocol):
     def push_customer(
         self, customer: Customer, *, external_id: str | None, idempotency_key: str
     ) -> RemoteRef: ...
+
+
+@runtime_checkable
+class MarketingSink(Protocol):
+    """A remote that keeps a marketing (mailing) opt-out flag on its customers.
+
+    The engine calls it for consent withdrawals and expiries recorded in Odoo's
+    consent ledger (``crm.consent.event.daemon_consent_changes``) of partners
+    linked to a remote record; it only ever excludes, it never opts a customer in.
+    """
+
+    def exclude_from_marketing(self, external_id: str, *, purpose: str) -> None:
+        """Set the remote record's opt-out flag; repeating it changes nothing."""
+        ...
 
 
 @runtime_checkable

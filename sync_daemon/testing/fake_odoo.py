@@ -949,6 +949,16 @@ class FakeOdoo:
             }
             record["id"] = record_id
         record.update(values)
+        if (
+            "commercial_partner_id" in self.schema[model]
+            and not values.get("commercial_partner_id")
+            and values.get("partner_id")
+        ):
+            # Odoo's stored related field: the partner's commercial entity
+            partner = self.data["res.partner"].get(values["partner_id"]) or {}
+            record["commercial_partner_id"] = (
+                partner.get("parent_id") or values["partner_id"]
+            )
         self.data[model][record_id] = record
         for name, commands in x2many.items():
             if not check:  # seeding: plain id lists

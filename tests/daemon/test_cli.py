@@ -262,3 +262,28 @@ def test_unusable_paths_are_one_line_not_a_traceback(
     err = capsys.readouterr().err
     assert err.startswith("crm-sync status: ") and "Traceback" not in err
     assert str(blocker) in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["init"],
+        ["check"],
+        ["run"],
+        ["once"],
+        ["status"],
+        ["auth"],
+        ["reconcile"],
+        ["sandbox"],
+        ["peppol", "validate"],
+    ],
+)
+def test_every_command_has_help(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: crm-sync " + " ".join(command))
+    assert len(out.splitlines()) > 3  # more than a bare usage line

@@ -457,3 +457,139 @@ def test_unexpected_connector_error_is_reported_as_failed(env: Env) -> None:
         run.run()
     [odoo_run] = env.fake.records("crm.sync.run")
     assert odoo_run["outcome"] == "failed" and "bug in a connector" in odoo_run["log"]
+
+
+def _bill(number: str, seller: Party, net: str = "100") -> Invoice:
+    amount = Decimal(net)
+    return Invoice(
+        number=number,
+        issue_date="2025-03-14",
+        seller=seller,
+        buyer=Party(name="Fictief België NV"),
+        lines=(
+            InvoiceLine(
+                line_id="1",
+                name="Paper",
+                quantity=Decimal(1),
+                unit_price=amount,
+                net_amount=amount,
+                tax_percent=Decimal(21),
+            ),
+        ),
+        line_extension_amount=amount,
+        tax_exclusive_amount=amount,
+        tax_amount=amount * Decimal("0.21"),
+        tax_inclusive_amount=amount * Decimal("1.21"),
+        payable_amount=amount * Decimal("1.21"),
+    )
+
+
+def test_incoming_einvoices_dedupe_on_supplier_and_number(env: Env) -> None:
+    add_accounting(env.fake)
+    be = env.fake.country_id("BE")
+    env.fake.seed(
+        "res.partner",
+        {"id": 201, "name": "Papier NV", "is_company": True, "vat": "BE0447123478",
+         "country_id": be},
+    )  # fmt: skip
+    for pid in (202, 203):  # two Odoo customers share one VAT number
+        env.fake.seed(
+            "res.partner",
+            {"id": pid, "name": f"Twin {pid}", "is_company": True,
+             "vat": "BE0765881217", "country_id": be},
+        )  # fmt: skip
+    # SUP-1 of Papier NV was typed in by hand already
+    env.fake.seed(
+        "account.move",
+        {"id": 500, "name": "BILL/1", "move_type": "in_invoice", "state": "draft",
+         "partner_id": 201, "commercial_partner_id": 201, "company_id": 1,
+         "ref": "SUP-1"},
+    )  # fmt: skip
+    papier = Party(name="Papier NV", vat="BE 0447.123.478")
+    other = Party(name="Ander Papier BV", vat="NL807654322B01")
+    twin = Party(name="Twin", vat="BE0765881217")
+    for bill in (
+        _bill("SUP-1", papier),  # already in Odoo
+        _bill("SUP-2", papier),
+        _bill("SUP-1", other),  # same number, other supplier: its own bill
+        _bill("T-9", twin),  # supplier unclear: an issue, no bill
+    ):
+        env.ledger.put_einvoice(bill)
+    result = env.run()
+    bills = {
+        (m["partner_id"], m["ref"])
+        for m in env.fake.records("account.move")
+        if m["move_type"] == "in_invoice"
+    }
+    [ander] = env.partners(name="Ander Papier BV")
+    assert bills == {(201, "SUP-1"), (201, "SUP-2"), (ander["id"], "SUP-1")}
+    assert len(env.fake.records("account.move")) == 3
+    [issue] = [i for i in env.issues() if "T-9" in (i.get("message") or "")]
+    assert "unclear" in issue["message"]
+    assert result.outcome == "partial"
+    env.ledger.put_einvoice(_bill("SUP-2", papier))  # delivered again later
+    env.run()
+    assert len(env.fake.records("account.move")) == 3
+
+
+def test_admin_retry_and_ignore_actions(env: Env) -> None:
+    env.ledger.put_customer(_customer("R1", "Retry Me"))
+    env.ledger.put_customer(_customer("I1", "Ignore Me"))
+    env.fake.inject(
+        OdooFault("odoo.exceptions.ValidationError", "The VAT number is not valid"),
+        model="res.partner",
+        method="create",
+        times=10,
+        when=lambda call: any(
+            v.get("name") in ("Retry Me", "Ignore Me") for v in call.args[0]
+        ),
+    )
+    first = env.run()
+    assert first.outcome == "partial"
+    issues = {i["external_id"]: i for i in env.issues("invalid_data")}
+    assert set(issues) == {"R1", "I1"}
+    env.fake.injections.clear()  # the admin fixed what Odoo refused
+    env.fake.request_action(issues["R1"]["id"], "retry")
+    env.fake.request_action(issues["I1"]["id"], "ignore")
+    second = env.run()
+    assert second.outcome == "success", second.log
+    assert len(env.partners(name="Retry Me")) == 1 and "R1" in env.links()
+    assert env.partners(name="Ignore Me") == []
+    states = {i["external_id"]: i["state"] for i in env.issues("invalid_data")}
+    assert states == {"R1": "done", "I1": "done"}
+    assert {d.external_id for d in env.state.dead_letters(env.backend_id)} == set()
+    # an ignored record stays ignored when it changes in the ledger
+    env.ledger.put_customer(_customer("I1", "Ignore Me", city="Gent"))
+    env.run()
+    assert env.partners(name="Ignore Me") == [] and "I1" not in env.links()
+
+
+def test_refused_credentials_give_one_issue_and_the_backend_state(env: Env) -> None:
+    from sync_daemon.kernel.errors import NeedsReauthorisation
+
+    class Refused(DoubleConnector):
+        def pull_customers(self, cursor: str | None) -> Any:
+            raise NeedsReauthorisation(
+                "the ledger refused the refresh token (invalid_grant)",
+                field="refresh_token",
+            )
+
+    env.ledger.put_customer(_customer("E1", "Never Pulled"))
+    gateway = make_gateway(env.fake)
+    [row] = gateway.call("crm.sync.backend", "daemon_get_config")
+    for _ in range(3):  # three scheduled runs while nobody re-authorises
+        result = BackendRun(
+            gateway=make_gateway(env.fake),
+            state=env.state,
+            backend=BackendConfig.from_odoo(row),
+            connector=Refused(env.ledger),
+        ).run()
+        assert result.outcome == "failed"
+    backend = env.fake.data["crm.sync.backend"][env.backend_id]
+    assert backend["credentials_state"] == "needs_reauth"
+    [issue] = env.issues("needs_reauth")
+    assert (
+        issue["state"] == "open"
+        and f"crm-sync auth {env.backend_id}" in (issue["message"])
+    )
+    assert env.partners(name="Never Pulled") == []

@@ -282,3 +282,40 @@ def test_access_point_refusal_with_rules_is_to_fix(env: Env) -> None:
     assert refused["crm_peppol_state"] == "to_fix"
     assert refused["crm_peppol_rules"] == "PEPPOL-EN16931-R010"
     assert "AP-2025-00005" not in env.connector.sent
+
+
+class ReferenceCheckingPeppol(StubPeppol):
+    """The stub, refusing like the real builder when no buyer reference exists."""
+
+    def push_invoice(self, invoice: Invoice, *, idempotency_key: str) -> RemoteRef:
+        from connectors.peppol.build import resolve_buyer_reference
+
+        resolve_buyer_reference(
+            invoice.number,
+            invoice_ref=invoice.buyer_reference,
+            order_reference=invoice.order_reference,
+        )
+        return super().push_invoice(invoice, idempotency_key=idempotency_key)
+
+
+def test_c025_invoice_without_reference_is_to_fix_not_sent(env: Env) -> None:
+    env.fake.add_peppol_fields()
+    seed_invoice(env.fake, 9044, "FV-2025-00044", 101, ref=False)
+    env.connector = ReferenceCheckingPeppol()
+    env.connector.ready = {"BE0765881217": "can_receive"}
+    env.run()
+    held = env.move(9044)
+    assert held["crm_peppol_state"] == "to_fix"
+    assert (
+        "FV-2025-00044: buyer reference or order reference required"
+        in (held["crm_peppol_message"])
+    )
+    assert "FV-2025-00044" not in env.connector.sent
+    [issue] = [
+        i
+        for i in env.fake.records("crm.sync.issue")
+        if "FV-2025-00044" in (i.get("message") or "")
+    ]
+    assert "buyer reference or order reference required" in issue["message"]
+    # the others, with their reference, went out
+    assert env.connector.sent.get("FV-2025-00001")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from typing import Any
 
 import pytest
@@ -12,11 +13,14 @@ import pytest
 from sync_daemon.gateway import Command, OdooGateway
 from sync_daemon.kernel.errors import (
     AuthError,
+    ConfigurationError,
     DataError,
     NetworkError,
     PermissionDenied,
+    RemoteTimeout,
     RemoteUnavailable,
 )
+from sync_daemon.retry import RetryPolicy
 from sync_daemon.testing.fake_odoo import Call, FakeOdoo
 
 from .conftest import make_gateway
@@ -356,3 +360,50 @@ def test_api_key_never_reaches_the_wire_log(
     assert wire, "odoorpc's wire log is what this test reads"
     assert "secret" not in caplog.text
     assert "**********" in caplog.text
+
+
+def test_timed_out_create_is_looked_up_not_blindly_repeated(
+    fake_odoo: FakeOdoo,
+) -> None:
+    gateway = OdooGateway(
+        fake_odoo.url,
+        fake_odoo.database,
+        "sync-bot",
+        "secret",
+        timeout=0.3,
+        retry=RetryPolicy(attempts=3, initial=0.01, maximum=0.05, jitter=0.01),
+    ).connect()
+    # Odoo is slow: it commits the create after the client stopped waiting,
+    # so the lookup right after the timeout does not see it yet
+    fake_odoo.inject("sleep:0.6", method="create")
+    looked: list[str] = []
+
+    def find(values: list[dict[str, Any]]) -> list[int | None]:
+        looked.extend(v["name"] for v in values)
+        found = {r["name"]: r["id"] for r in fake_odoo.records("res.partner")}
+        return [found.get(v["name"]) for v in values]
+
+    with pytest.raises(RemoteTimeout):
+        gateway.create("res.partner", [{"name": "Slow Once"}], find_existing=find)
+    assert looked == ["Slow Once"]
+    assert len(_calls(fake_odoo, "create")) == 1  # not sent again
+    time.sleep(0.5)  # Odoo finishes the request nobody waits for any more
+    names = [r["name"] for r in fake_odoo.records("res.partner")]
+    assert names.count("Slow Once") == 1
+    # the next attempt finds it before creating anything
+    assert find([{"name": "Slow Once"}]) != [None]
+
+
+def test_server_version_is_read_once_and_old_servers_refused() -> None:
+    with (
+        FakeOdoo(version="16.0") as old,
+        pytest.raises(ConfigurationError, match=r"Odoo 16\.0 .* too old"),
+    ):
+        make_gateway(old)
+    with FakeOdoo() as fake:
+        gateway = make_gateway(fake)
+        assert gateway.version == "18.0"
+        before = fake.requests
+        gateway.new_run()
+        gateway.call("res.country", "search_count", [])
+        assert fake.requests - before == 1  # a new run does not ask again

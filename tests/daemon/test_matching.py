@@ -395,6 +395,24 @@ def test_reconcile_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
+    # the documented shape, key for key
+    assert {"links", "review", "new", "duplicates", "stats"} <= set(report)
+    assert all(
+        set(link) == {"odoo_id", "external_id", "rule", "score"}
+        and isinstance(link["odoo_id"], int)
+        and isinstance(link["score"], float)
+        and 0 < link["score"] <= 1
+        for link in report["links"]
+    )
+    assert all(
+        set(item) == {"odoo_ids", "external_id", "reason"}
+        and all(isinstance(i, int) for i in item["odoo_ids"])
+        and item["reason"]
+        for item in report["review"]
+    )
+    assert all(set(item) == {"external_id"} for item in report["new"])
+    assert set(report["duplicates"]) == {"odoo", "external"}
+    assert isinstance(report["stats"], dict)
     assert sorted(
         (link["odoo_id"], link["external_id"], link["rule"]) for link in report["links"]
     ) == [

@@ -211,3 +211,45 @@ def test_control_characters_never_reach_the_terminal(
     )
     out = capsys.readouterr().out
     assert "\x1b" not in out
+
+
+EXACT_ROWS = [
+    {"ID": "g1", "Name": "Fictief", "VATNumber": "BE0447123478", "Country": "BE"},
+    {"ID": "g2", "Name": "Nieuw BV", "Country": "NL"},
+]
+SAGE_ROWS = [
+    {
+        "id": "s1",
+        "name": "Fictief",
+        "tax_number": "BE0447123478",
+        "main_address": {"country": {"id": "BE"}},
+    },
+    {"id": "s2", "name": "Nouveau SARL", "main_address": {"country": {"id": "FR"}}},
+]
+
+
+@pytest.mark.parametrize(
+    ("system", "external"),
+    [
+        ("exact", {"d": {"results": EXACT_ROWS}}),
+        ("exact", [{"d": {"results": [row]}} for row in EXACT_ROWS]),
+        ("exact", EXACT_ROWS),
+        ("sage", {"$items": SAGE_ROWS}),
+        ("sage", [{"$items": [row]} for row in SAGE_ROWS]),
+        ("sage", SAGE_ROWS),
+    ],
+    ids=["exact-envelope", "exact-pages", "exact-list", "sage-envelope",
+         "sage-pages", "sage-list"],
+)  # fmt: skip
+def test_every_documented_external_shape_reads_the_same(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], system: str, external: Any
+) -> None:
+    code, out, _ = _run(tmp_path, capsys, f"{HEADER}\n{COMPANY}\n", external, system)
+    assert code == 0
+    report = json.loads(out)
+    prefix = "g" if system == "exact" else "s"
+    assert [(x["odoo_id"], x["external_id"]) for x in report["links"]] == [
+        (1, f"{prefix}1")
+    ]
+    assert report["new"] == [{"external_id": f"{prefix}2"}]
+    assert report["stats"]["external_records"] == 2

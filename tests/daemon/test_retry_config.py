@@ -81,3 +81,34 @@ def test_json_log_format(capsys: pytest.CaptureFixture[str]) -> None:
         for handler in saved[0]:
             root.addHandler(handler)
         root.setLevel(saved[1])
+
+
+def test_every_error_type_is_either_retryable_or_permanent() -> None:
+    import importlib
+    import pkgutil
+
+    import connectors
+    import sync_daemon
+    from sync_daemon.kernel.errors import PermanentError, RetryableError, SyncError
+
+    for package in (sync_daemon, connectors):
+        for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            if ".sandbox" in info.name or info.name.endswith(("__main__", "cli")):
+                continue
+            importlib.import_module(info.name)
+
+    def subclasses(cls: type) -> set[type]:
+        found = set(cls.__subclasses__())
+        for sub in list(found):
+            found |= subclasses(sub)
+        return found
+
+    # the roots (SyncError, ExactError, SageError, PeppolError) are never raised
+    # themselves (grep: no "raise ExactError("); every other class must choose
+    roots = set(SyncError.__subclasses__()) - {RetryableError, PermanentError}
+    classes = subclasses(SyncError) - {RetryableError, PermanentError} - roots
+    assert {r.__name__ for r in roots} >= {"ExactError", "SageError", "PeppolError"}
+    assert len(classes) > 40  # the connectors' trees are loaded
+    for cls in classes:
+        branches = (issubclass(cls, RetryableError), issubclass(cls, PermanentError))
+        assert branches in {(True, False), (False, True)}, cls

@@ -68,11 +68,12 @@ def test_c031_failing_job_neither_stops_others_nor_hammers(
     assert "ConnectionError" in caplog.text and "Traceback" in caplog.text
 
 
-def test_c031_keyboard_interrupt_still_stops() -> None:
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_c031_keyboard_interrupt_still_stops(stop: type[BaseException]) -> None:
     clock = FakeClock()
 
     def run(backend: BackendConfig) -> None:
-        raise KeyboardInterrupt
+        raise stop
 
     scheduler = Scheduler(
         load_backends=lambda: [_backend(1)],
@@ -81,7 +82,7 @@ def test_c031_keyboard_interrupt_still_stops() -> None:
         sleep=clock.sleep,
         workers=0,
     )
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(stop):
         scheduler.run_forever(max_ticks=10)
 
 
@@ -170,3 +171,67 @@ def test_next_due_daily_in_backend_time_zone() -> None:
     never = _backend(2, next_run="2026-03-02 12:00:00")
     assert next_due(never, None) == datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
     assert next_due(_backend(3), None) is None
+
+
+def test_schedules_are_read_from_odoo_every_poll() -> None:
+    clock = FakeClock()
+    loads: list[datetime] = []
+    backend = {"b": _backend(1, interval_minutes=60)}
+
+    def load() -> list[BackendConfig]:
+        loads.append(clock())
+        return [backend["b"]]
+
+    ran: list[datetime] = []
+    scheduler = Scheduler(
+        load_backends=load,
+        run_backend=lambda b: ran.append(clock()),
+        clock=clock,
+        sleep=clock.sleep,
+        poll_seconds=60,
+        workers=0,
+    )
+    scheduler.run_forever(max_ticks=90)  # 90 s of one-second ticks
+    assert [t - T0 for t in loads] == [timedelta(0), timedelta(seconds=60)]
+    assert ran == [T0]
+    # an admin sets "every minute" in Odoo: followed from the next read on
+    backend["b"] = _backend(1, interval_minutes=1)
+    scheduler.run_forever(max_ticks=200)
+    assert len(loads) == 5 and len(ran) >= 3
+    assert ran[1] - T0 == timedelta(seconds=120)  # read at 120 s, due since 60 s
+
+
+def test_c031_in_worker_threads_as_the_daemon_runs_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    backends = [_backend(1, interval_minutes=10), _backend(2, interval_minutes=10)]
+    ran: dict[int, list[datetime]] = {1: [], 2: []}
+    holder: dict[str, Scheduler] = {}
+
+    def run(backend: BackendConfig) -> None:
+        ran[backend.id].append(clock())
+        if backend.id == 1:
+            raise requests.ConnectionError("exact unreachable")
+
+    def sleep(seconds: float) -> None:
+        # let this tick's jobs finish in their threads, then move fake time on
+        for future in list(holder["s"]._running.values()):
+            if future is not None:
+                future.exception(timeout=5)
+        clock.sleep(seconds)
+
+    scheduler = Scheduler(
+        load_backends=lambda: backends,
+        run_backend=run,
+        clock=clock,
+        sleep=sleep,
+        tick_seconds=1.0,
+        workers=2,
+    )
+    holder["s"] = scheduler
+    caplog.set_level(logging.ERROR)
+    scheduler.run_forever(max_ticks=30 * 60)
+    assert [len(ran[1]), len(ran[2])] == [3, 3]
+    assert scheduler.stats[1].failures == 3 and scheduler.stats[2].failures == 0
+    assert "ConnectionError" in caplog.text and "Traceback" in caplog.text

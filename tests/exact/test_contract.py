@@ -250,6 +250,31 @@ def test_client_stays_under_the_minute_limit(
     assert sandbox.stats.as_dict()["peak_calls_per_minute"] <= 60
 
 
+def test_back_to_back_runs_share_the_minute(
+    sandbox_factory: Any, clock: FakeClock, memory_store: MemoryTokenStore
+) -> None:
+    # "Run now" right after a run: the next run's connector still counts the
+    # calls the last one made this minute (kept with the tokens at close).
+    sandbox = sandbox_factory()
+    settings = base_settings(base_url=sandbox.url, minutely_reserve=0)
+    first = sandbox_connector(sandbox, memory_store, clock, minutely_reserve=0)
+    url = first.client.url("crm/Accounts", {"$select": "ID", "$top": "1"})
+    for _ in range(60):  # the whole minute's budget
+        first.client.get(url)
+        clock.advance(0.2)
+    first.close()
+    for _ in range(3):  # runs in quick succession
+        run = make_connector(settings=settings, store=memory_store, clock=clock)
+        for _ in range(20):
+            run.client.get(url)
+            clock.advance(0.2)
+        run.close()
+    stats = sandbox.stats
+    assert stats.division_calls == 120
+    assert stats.rate_limited == 0
+    assert stats.as_dict()["peak_calls_per_minute"] <= 60
+
+
 def test_minutely_429_from_the_sandbox_is_waited_out(
     sandbox_factory: Any, clock: FakeClock, memory_store: MemoryTokenStore
 ) -> None:
@@ -288,6 +313,22 @@ def test_daily_quota_pauses_the_division(
     with pytest.raises(ExactRateLimited):
         connector.client.get(url)
     assert sandbox.stats.api_calls == calls  # paused: not even sent
+    # The next run builds a new connector: the pause is kept with the tokens,
+    # so that run does not knock on Exact's door again either.
+    later = make_connector(
+        settings=base_settings(base_url=sandbox.url), store=memory_store, clock=clock
+    )
+    clock.advance(3600)
+    with pytest.raises(ExactRateLimited) as caught:
+        later.client.get(url)
+    assert caught.value.scope == "daily"
+    assert sandbox.stats.api_calls == calls and sandbox.stats.token_calls == 0
+    # once the day has turned, work resumes (with refreshed tokens)
+    clock.advance(timedelta(days=1).total_seconds())
+    assert make_connector(
+        settings=base_settings(base_url=sandbox.url), store=memory_store, clock=clock
+    ).client.get(url)
+    assert sandbox.stats.api_calls == calls + 1
 
 
 @pytest.mark.parametrize("fault_seed", [5, 17])

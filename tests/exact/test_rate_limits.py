@@ -179,3 +179,47 @@ def test_truncated_json_and_network_errors_are_retried(clock: FakeClock) -> None
         "d": {"results": []}
     }
     assert len(adapter.requests) == 3 and len(clock.sleeps) == 2
+
+
+@pytest.mark.parametrize(
+    "snapshot",
+    [
+        {},
+        {"calls": "not a list"},
+        {"calls": ["yesterday", 12]},
+        {"calls": [], "reset": "soon", "remaining": 0},
+        {"calls": None, "reset": None, "remaining": "2"},
+    ],
+)
+def test_a_damaged_minute_snapshot_is_dropped(snapshot: dict[str, Any]) -> None:
+    clock = FakeClock(_FIXTURE_NOW)
+    limiter = RateLimiter(clock=clock.now, sleep=clock.sleep)
+    limiter.restore_minute(7, snapshot)
+    limiter.before_call(7)
+    assert clock.sleeps == []
+
+
+def test_a_minute_snapshot_carries_calls_and_the_reported_reset() -> None:
+    clock = FakeClock(_FIXTURE_NOW)
+    first = RateLimiter(clock=clock.now, sleep=clock.sleep, reserve=2)
+    for _ in range(10):
+        first.before_call(7)
+        clock.advance(1)
+    first.after_response(
+        7,
+        200,
+        {
+            "X-RateLimit-Minutely-Remaining": "1",
+            "X-RateLimit-Minutely-Reset": str(
+                int((clock.now() + timedelta(seconds=20)).timestamp() * 1000)
+            ),
+        },
+    )
+    snapshot = first.minute_snapshot(7)
+    assert snapshot is not None and len(snapshot["calls"]) == 10  # type: ignore[arg-type]
+    later = RateLimiter(clock=clock.now, sleep=clock.sleep, reserve=2)
+    later.restore_minute(7, snapshot)
+    later.before_call(7)  # Exact said 1 left: wait for its reset
+    assert len(clock.sleeps) == 1 and 19.0 <= clock.sleeps[0] <= 21.0
+    clock.advance(120)
+    assert first.minute_snapshot(7) is None  # stale: nothing to hand over

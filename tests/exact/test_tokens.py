@@ -289,6 +289,23 @@ def test_c012_invalid_grant_needs_reauthorisation_without_retry(
     report = connector.check()
     assert report.credentials_state == "needs_reauth"
     assert "Old refresh token used" in report.message
+    assert connector.tokens.token_calls == 1
+
+    # The refusal is kept with the tokens: the next run (a new connector, maybe
+    # another process) does not send the dead refresh token again.
+    presented = list(endpoint.presented)
+    later, _ = _memory_connector(clock, handler, store)
+    clock.advance(3600)
+    with pytest.raises(ExactNeedsReauthorisation, match="Old refresh token used"):
+        later.client.get(later.client.url("crm/Accounts"))
+    assert later.check().credentials_state == "needs_reauth"
+    assert later.tokens.token_calls == 0 and endpoint.presented == presented
+    assert api_calls == []
+
+    # a new consent (crm-sync auth) stores a fresh pair: work resumes
+    store.tokens["exact:test"] = token_set("AT-9", "RT-9", issued_at=clock.now())
+    assert later.client.get(later.client.url("crm/Accounts")) == {"d": {"results": []}}
+    assert api_calls == ["api"]
 
 
 def test_refresh_waits_for_570_seconds(clock: FakeClock) -> None:

@@ -261,6 +261,10 @@ def test_payment_status_comes_back(
         buyer_external_id=buyer.external_id,
     )
     assert connector.push_invoice(credit, idempotency_key="NC-1").created
+    business = accounting_sandbox.businesses[BE_BUSINESS]
+    credits = list(business.sales_credit_notes.values())
+    assert len(credits) == 1 and credits[0]["reference"] == "NC-1"
+    assert "NC-1" not in {d.get("reference") for d in business.sales_invoices.values()}
     pages = list(connector.pull_payments(None))
     cursor = pages[-1].cursor
     accounting_sandbox.advance(5)

@@ -182,6 +182,18 @@ def test_invalid_grant_needs_reauthorisation_for_that_business_only(
     customers = [c for page in fr.pull_customers(None) for c in page.records]
     assert len(customers) == 25  # the other business carries on
 
+    # The next run (a new connector, maybe another process) reads the refusal
+    # from the store and does not present the dead refresh token again.
+    later = make_connector(accounting_sandbox, business_id=BE_BUSINESS, authorise=False)
+    accounting_sandbox.advance(3600)
+    with pytest.raises(SageNeedsReauthorisation, match="invalid_grant"):
+        list(later.pull_customers(None))
+    assert later.check().credentials_state == "needs_reauth"
+    assert accounting_sandbox.refresh_log.count("SRT-revoked") == 1
+    # a new consent clears it
+    later.exchange_code(code=accounting_sandbox.issue_code(BE_BUSINESS))
+    assert [c for page in later.pull_customers(None) for c in page.records]
+
 
 def test_refresh_does_not_depend_on_cookies(
     accounting_sandbox: SageAccountingSandbox, make_connector: MakeConnector

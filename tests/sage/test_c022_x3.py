@@ -370,3 +370,51 @@ def test_object_keys_envelope_is_a_proper_encoded_array() -> None:
 
 def test_timeout_on_save_is_typed() -> None:
     assert issubclass(SageTimeout, RetryableError)
+
+
+def test_publication_names_come_from_configuration(load_case: Any) -> None:
+    refused = _result("save", 0, None, [(3, "refused on purpose")])
+    empty = _result("query", 1, "<RESULT><TAB ID='X_1' SIZE='0'/></RESULT>", [])
+    bodies: list[bytes] = []
+
+    class Capture(RawAdapter):
+        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> Any:
+            bodies.append(request.body if isinstance(request.body, bytes) else b"")
+            return super().send(request, **kwargs)
+
+    session = requests.Session()
+    session.mount("https://", Capture(lambda op: refused if op == "save" else empty))
+    settings = load_settings(
+        {
+            "endpoint_url": "https://x3.invalid/soap-generic/x",
+            "username": "WS",
+            "password": "p",
+            "pool_alias": "CRMSYNC",
+            "customer_publication": "ZBPCRM",
+            "invoice_publication": "ZSIHCRM",
+            "sales_site": "FR011",
+            "default_item": "PRESTA",
+            "tax_codes": {"S:21": "BEN"},
+        }
+    )
+    connector = SageX3Connector(settings, sleep=lambda _: None, session=session)
+    customer = Customer(
+        external_id="7",
+        name="Imprimerie Hérault SARL",
+        vat="FR40503219875",
+        address=Address(country_code="FR"),
+    )
+    with pytest.raises(X3DataError):
+        connector.push_customer(customer, external_id=None, idempotency_key="7")
+    invoice = make_invoice(
+        "FV-1", buyer_name="x", buyer_vat=None, buyer_external_id="C00001"
+    )
+    with pytest.raises(X3DataError):
+        connector.push_invoice(invoice, idempotency_key="FV-1")
+    names = [
+        body.split(b"publicName", 2)[1].split(b">", 1)[1].split(b"<", 1)[0]
+        for body in bodies
+        if b"publicName" in body
+    ]
+    assert b"ZBPCRM" in names and b"ZSIHCRM" in names
+    assert set(names) <= {b"ZBPCRM", b"ZSIHCRM"}  # never the default BPC/SIH

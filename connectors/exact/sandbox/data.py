@@ -456,6 +456,7 @@ def generate(
                 "PeppolIdentifier": "",
                 "PeppolIdentifierType": None,
                 "SalesCurrency": "EUR",
+                "IsMailing": 0,
                 "Created": modified,
                 "Modified": modified,
             }

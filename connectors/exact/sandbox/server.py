@@ -858,6 +858,7 @@ class ExactSandbox:
                 "Status": "C",
                 "PeppolIdentifierType": None,
                 "SalesCurrency": "EUR",
+                "IsMailing": 0,
                 "Division": div.number,
             }
         )
@@ -1053,6 +1054,7 @@ _ACCOUNT_WRITABLE = set(_ACCOUNT_TEXT) | {
     "Blocked",
     "PeppolIdentifierType",
     "SalesCurrency",
+    "IsMailing",
 }
 
 
