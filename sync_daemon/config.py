@@ -41,6 +41,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -76,7 +77,7 @@ class OdooSettings(BaseModel):
     login: str
     api_key: SecretStr
     transport: Literal["jsonrpc", "session"] = "jsonrpc"
-    timeout: float = Field(default=120.0, gt=0)
+    timeout: float = Field(default=120.0, gt=0, allow_inf_nan=False)
 
     @field_validator("url")
     @classmethod
@@ -90,6 +91,16 @@ class OdooSettings(BaseModel):
             )
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"odoo.url must start with http:// or https://: {value}")
+        try:
+            parts.port  # noqa: B018 - raises on a port out of range
+        except ValueError as err:
+            raise ValueError(f"odoo.url has a bad port ({err}): {value}") from None
+        if parts.path.strip("/") or parts.query or parts.fragment:
+            # the daemon talks to /jsonrpc of the host: a path would be ignored
+            raise ValueError(
+                f"odoo.url must be scheme://host[:port] only, without a path, "
+                f"query or fragment: {value}"
+            )
         return value.rstrip("/")
 
 
@@ -107,7 +118,7 @@ class DaemonSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     #: How often the daemon re-reads the backends and their schedules from Odoo.
-    poll_seconds: float = Field(default=60.0, gt=0)
+    poll_seconds: float = Field(default=60.0, gt=0, allow_inf_nan=False)
     #: Records per Odoo write batch and per keyset page (Odoo's add-on caps at 500).
     page_size: int = Field(default=500, ge=1, le=500)
     #: Remote records written to Odoo per batch (one create + one link upsert).
@@ -116,6 +127,27 @@ class DaemonSettings(BaseSettings):
     #: when neither side has an identifier (else it becomes a proposal).
     link_on_name_and_postcode: bool = True
     backends: dict[str, dict[str, Any]] = {}
+
+    @field_validator("backends")
+    @classmethod
+    def _check_backend_ids(
+        cls, value: dict[str, dict[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        # a section the daemon never looks up would be silently unused
+        for key in value:
+            if not (key.isascii() and key.isdigit()):
+                raise ValueError(
+                    f"[backends.{key}]: the section name must be the numeric id of "
+                    "the crm.sync.backend in Odoo, e.g. [backends.3]"
+                )
+        return {str(int(key)): section for key, section in value.items()}
+
+    @field_validator("state_dir")
+    @classmethod
+    def _check_state_dir(cls, value: Path) -> Path:
+        if value.exists() and not value.is_dir():
+            raise ValueError(f"{value} exists and is not a folder")
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -175,6 +207,12 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> DaemonSettings:
         )
         raise ConfigurationError(
             f"invalid configuration ({source}): {problems}"
+        ) from err
+    except SettingsError as err:  # CRM_SYNC_ODOO='…' that is no JSON object
+        raise ConfigurationError(
+            f"cannot read the CRM_SYNC_* environment variables: {err} (a whole "
+            "section such as CRM_SYNC_ODOO must hold a JSON object; single keys "
+            "are CRM_SYNC_ODOO__URL …)"
         ) from err
     except ValueError as err:  # malformed TOML
         raise ConfigurationError(f"cannot read configuration {found}: {err}") from err

@@ -197,6 +197,10 @@ def _error_data(info: Any) -> tuple[int | None, str, str]:
     return info.get("code"), str(data.get("name") or ""), str(data.get("message") or "")
 
 
+#: Seconds the first call (the server version) may take: Odoo answers it at once.
+CONNECT_TIMEOUT = 15.0
+
+
 class OdooGateway:
     """One authenticated connection to one Odoo database.
 
@@ -253,16 +257,21 @@ class OdooGateway:
 
     def connect(self) -> OdooGateway:
         """Read the server version, log in and learn the user's companies."""
+        # a server that accepts the connection but never answers must not hold
+        # ``check`` or start-up for the whole call timeout: the version probe is
+        # short, later calls get ``timeout``
+        probe = min(self._timeout, CONNECT_TIMEOUT)
         try:
             self.calls += 1
             self._odoo = odoorpc.ODOO(
                 self._host,
                 protocol=self._protocol,
                 port=self._port,
-                timeout=self._timeout,
+                timeout=probe,
             )
         except Exception as err:  # odoorpc wraps little; classify what it raised
-            raise self._transport_error(err, "version_info") from err
+            raise self._transport_error(err, "version_info", probe) from err
+        self._odoo.config["timeout"] = self._timeout
         self.version = str(self._odoo.version or "")
         major = self.version.split(".")[0].split("~")[-1]
         if major.isdigit() and int(major) < 17:
@@ -401,7 +410,9 @@ class OdooGateway:
             details={"code": code, "name": name},
         )
 
-    def _transport_error(self, err: Exception, where: str) -> SyncError:
+    def _transport_error(
+        self, err: Exception, where: str, timeout: float | None = None
+    ) -> SyncError:
         if isinstance(err, SyncError):
             return err
         if isinstance(err, urllib.error.HTTPError):
@@ -423,7 +434,8 @@ class OdooGateway:
         if isinstance(err, TimeoutError | socket.timeout) or isinstance(
             reason, TimeoutError | socket.timeout
         ):
-            return RemoteTimeout(f"Odoo did not answer {where} in {self._timeout} s")
+            waited = self._timeout if timeout is None else timeout
+            return RemoteTimeout(f"Odoo did not answer {where} in {waited:g} s")
         if isinstance(
             err,
             urllib.error.URLError

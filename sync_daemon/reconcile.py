@@ -115,13 +115,45 @@ def _csv_int(value: Any, path: Path, line: int, field: str) -> int | None:
     text = str(value or "").strip()
     if not text:
         return None
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise DataError(
             f"{path} line {line}: {field} must be a whole number, not {text[:40]!r}",
             record=f"{path}:{line}",
             field=field,
         )
     return int(text)
+
+
+#: How an Odoo export or a spreadsheet writes a boolean (empty is false).
+_TRUE = frozenset({"1", "true", "yes", "y", "t"})
+_FALSE = frozenset({"", "0", "false", "no", "n", "f"})
+
+
+def _csv_bool(value: Any, path: Path, line: int, field: str) -> bool:
+    text = str(value or "").strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise DataError(
+        f"{path} line {line}: {field} must be True or False, not {text[:40]!r}",
+        record=f"{path}:{line}",
+        field=field,
+    )
+
+
+def _is_code(text: str) -> bool:
+    return len(text) == 2 and text.isascii() and text.isalpha()
+
+
+def _csv_country(value: Any, path: Path, line: int) -> str | None:
+    text = str(value or "").strip().upper()
+    if text and not _is_code(text):
+        raise DataError(
+            f"{path} line {line}: country_code must be a two-letter ISO code, not "
+            f"{text[:40]!r}",
+            record=f"{path}:{line}",
+            field="country_code",
+        )
+    return text or None
 
 
 def load_odoo_csv(path: Path) -> list[Keys]:
@@ -140,6 +172,13 @@ def load_odoo_csv(path: Path) -> list[Keys]:
     )
     try:
         header = [name.strip().lower() for name in next(reader, [])]
+        twice = sorted({c for c in REQUIRED_COLUMNS if header.count(c) > 1})
+        if twice:
+            raise DataError(
+                f"{path} line 1: column(s) {', '.join(twice)} appear more than once",
+                record=f"{path}:1",
+                field=twice[0],
+            )
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
             hint = ""
@@ -179,6 +218,8 @@ def load_odoo_csv(path: Path) -> list[Keys]:
                 )
             row["id"] = row_id
             row["parent_id"] = _csv_int(row["parent_id"], path, line, "parent_id")
+            row["is_company"] = _csv_bool(row["is_company"], path, line, "is_company")
+            row["country_code"] = _csv_country(row["country_code"], path, line)
             rows[row_id] = row
             lines[row_id] = line
     except csv.Error as err:
@@ -222,7 +263,7 @@ def _commercial(
 
 
 def _is_company(row: Mapping[str, Any]) -> bool:
-    return str(row.get("is_company") or "").strip().lower() in {"1", "true", "yes"}
+    return bool(row.get("is_company"))
 
 
 def _pages(
@@ -294,55 +335,113 @@ def _looks_like_envelope(page: Mapping[str, Any]) -> bool:
     return bool(page) and all(isinstance(v, dict | list) for v in page.values())
 
 
-def _country(value: Any) -> str | None:
+def _bad(position: str, field: str, what: str) -> DataError:
+    return DataError(f"{position}: {field} {what}", record=position, field=field)
+
+
+def _text_of(value: Any, position: str, field: str) -> str | None:
+    """A scalar field as text (numbers as written); objects and lists are refused."""
+    if value is None or value is False or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        found = "true" if value is True else _json_type(value)
+        raise _bad(position, field, f"must be text, found {found}")
+    text = value if isinstance(value, str) else str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        what = "holds an unpaired surrogate (\\ud800-\\udfff)"
+        raise _bad(position, field, what) from err
+    return text
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def _country(value: Any, position: str, field: str) -> str | None:
     if isinstance(value, Mapping):
+        field = f"{field}.id" if "id" in value or "code" not in value else field
         value = value.get("id") or value.get("code")
-    text = str(value or "").strip().upper()
-    return text[:2] if len(text) >= 2 else None
+    text = (_text_of(value, position, field) or "").strip().upper()
+    if text and not _is_code(text):
+        raise _bad(position, field, f"must be a two-letter ISO code, not {text[:40]!r}")
+    return text or None
 
 
-def _id(value: Any) -> str:
-    return "" if value is None or value is False else str(value).strip()
+def _id(value: Any, position: str, field: str) -> str:
+    if value is None or value is False or value == "":
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _bad(position, field, f"must be text or a whole number, found "
+                   f"{_json_type(value) if value is not True else 'true'}")  # fmt: skip
+    return (_text_of(value, position, field) or "").strip()
 
 
-def _exact_keys(record: Mapping[str, Any]) -> Keys:
+def _exact_keys(record: Mapping[str, Any], at: str) -> Keys:
+    def get(field: str) -> str | None:
+        return _text_of(record.get(field), at, field)
+
+    peppol_type, peppol_id = get("PeppolIdentifierType"), get("PeppolIdentifier")
     return _keys(
-        record_id=_id(record.get("ID")) or _id(record.get("Code")),
-        commercial_id=_id(record.get("ID")),
-        name=str(record.get("Name") or ""),
-        vat=record.get("VATNumber") or None,
-        registry=record.get("ChamberOfCommerce") or None,
-        peppol=(
-            f"{record['PeppolIdentifierType']}:{record['PeppolIdentifier']}"
-            if record.get("PeppolIdentifier") and record.get("PeppolIdentifierType")
-            else None
-        ),
-        email=record.get("Email"),
-        phone=record.get("Phone"),
-        zip_code=record.get("Postcode"),
-        country=_country(record.get("Country")),
+        record_id=_id(record.get("ID"), at, "ID")
+        or _id(record.get("Code"), at, "Code"),
+        commercial_id=_id(record.get("ID"), at, "ID"),
+        name=get("Name") or "",
+        vat=get("VATNumber"),
+        registry=get("ChamberOfCommerce"),
+        peppol=f"{peppol_type}:{peppol_id}" if peppol_type and peppol_id else None,
+        email=get("Email"),
+        phone=get("Phone"),
+        zip_code=get("Postcode"),
+        country=_country(record.get("Country"), at, "Country"),
     )
 
 
-def _sage_keys(record: Mapping[str, Any]) -> Keys:
+def _sage_keys(record: Mapping[str, Any], at: str) -> Keys:
+    def get(field: str) -> str | None:
+        return _text_of(record.get(field), at, field)
+
     address = record.get("main_address") or {}
+    if address.get("country"):
+        country = _country(address["country"], at, "main_address.country")
+    else:
+        country = _country(record.get("country"), at, "country")
     return _keys(
-        record_id=_id(record.get("id")),
-        commercial_id=_id(record.get("id")),
-        name=str(record.get("name") or record.get("displayed_as") or ""),
-        vat=record.get("tax_number") or None,
-        registry=record.get("registered_number") or record.get("company_number"),
+        record_id=_id(record.get("id"), at, "id"),
+        commercial_id=_id(record.get("id"), at, "id"),
+        name=get("name") or get("displayed_as") or "",
+        vat=get("tax_number"),
+        registry=get("registered_number") or get("company_number"),
         peppol=None,
-        email=record.get("email"),
-        phone=record.get("telephone") or record.get("mobile"),
-        zip_code=address.get("postal_code"),
-        country=_country(address.get("country") or record.get("country")),
+        email=get("email"),
+        phone=get("telephone") or get("mobile"),
+        zip_code=_text_of(address.get("postal_code"), at, "main_address.postal_code"),
+        country=country,
     )
 
 
 def _sage_incomplete(record: Mapping[str, Any]) -> bool:
     """A list item with only id/displayed_as: its VAT is unknown, not absent."""
     return set(record) <= {"id", "displayed_as", "$path"}
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different (else which value counts?)."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"key {key[:40]!r} appears twice in one object")
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value; write null or a number")
 
 
 def load_external(
@@ -357,7 +456,9 @@ def load_external(
     """
     text = _read_text(path)
     try:
-        data = json.loads(text)
+        data = json.loads(
+            text, parse_constant=_no_constant, object_pairs_hook=_unique_keys
+        )
     except (ValueError, RecursionError) as err:
         raise DataError(f"{path}: not valid JSON ({err})", record=str(path)) from err
     id_field = "ID" if system == "exact" else "id"
@@ -374,7 +475,7 @@ def load_external(
                 record=position,
                 field="main_address",
             )
-        item = to_keys(record)
+        item = to_keys(record, position)
         record_id = str(item.id)
         if not record_id:
             raise DataError(

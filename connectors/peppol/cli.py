@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .discovery import SML_PRODUCTION, Discovery
 from .errors import DocumentError, RulesNotFound, UnsafeDocument
+from .safexml import DEFAULT_MAX_BYTES
 from .validate import Assertion, ValidationResult, get_validator
 
 __all__ = ["register", "run_lookup", "run_validate"]
@@ -68,6 +69,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     lookup.set_defaults(handler=run_lookup)
 
 
+def _read_bounded(path: Path, limit: int = DEFAULT_MAX_BYTES) -> bytes:
+    """At most ``limit`` bytes of ``path``; an endless one (``/dev/zero``) is refused.
+
+    :raises UnsafeDocument: the file holds more than ``limit`` bytes.
+    """
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise UnsafeDocument(
+            f"document is larger than the limit of {limit} bytes",
+            record=str(path),
+            details={"reason": "size", "limit": limit},
+        )
+    return data
+
+
 def run_validate(args: argparse.Namespace) -> int:
     """Validate every file; see the module docstring for exit codes."""
     try:
@@ -80,7 +97,7 @@ def run_validate(args: argparse.Namespace) -> int:
     for path in args.files:
         name = str(path)
         try:
-            data = path.read_bytes()
+            data = _read_bounded(path)
             results.append(validator.validate(data, source=name))
         except RulesNotFound as err:  # a schema loaded on first use is broken
             print(f"error: {err.message}", file=sys.stderr)

@@ -148,6 +148,20 @@ def test_unknown_fields_are_never_sent_or_asked(fake_odoo: FakeOdoo) -> None:
     assert len(_calls(fake_odoo, "fields_get", "res.partner")) == 2
 
 
+def test_reads_by_id_go_in_chunks_of_a_thousand(fake_odoo: FakeOdoo) -> None:
+    # An update batch reads the partners it changes in one call per 1,000 ids,
+    # which keeps a synced record at no more than 3 calls per 1,000.
+    gateway = make_gateway(fake_odoo)
+    ids = [
+        fake_odoo.seed("res.partner", {"name": f"P{n}", "is_company": True})
+        for n in range(2300)
+    ]
+    rows = gateway.read("res.partner", ids + ids[:50], ["name"])
+    assert sorted(r["id"] for r in rows) == sorted(ids)  # asked twice, read once
+    reads = _calls(fake_odoo, "read", "res.partner")
+    assert [len(c.args[0]) for c in reads] == [1000, 1000, 300]
+
+
 # -- C004: many2many commands ----------------------------------------------------------
 
 
