@@ -16,6 +16,12 @@ overlaps the way a real company's does:
   (``$CRM_SHARED_DIR/examples/peppol`` or ``shared/`` beside the checkout), some of
   which the validation refuses on purpose (a sales order, a Norwegian profile).
 
+The Peppol sandbox validates with the official artefacts, which are not part of the
+repository (``PEPPOL_RULES_DIR``, see :mod:`connectors.peppol.validate`). Without
+them the world still runs Exact and Sage: Peppol is left out of :meth:`backends`,
+:attr:`SandboxWorld.skipped` gives the reason and :attr:`SandboxWorld.notices` the
+explanation to show; missing examples only leave the inbox empty (with a notice).
+
 The daemon finds :func:`build_world` through the entry point group
 ``crm_sync.demo`` (name ``world``), so it never imports a connector by name.
 Nothing here listens on anything but 127.0.0.1.
@@ -24,6 +30,8 @@ Nothing here listens on anything but 127.0.0.1.
 from __future__ import annotations
 
 import json
+import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,15 +40,28 @@ from sync_daemon.kernel.identifiers import vat_key
 from sync_daemon.kernel.protocol import TokenStore
 
 from .exact.sandbox import ExactSandbox, odoo_partners
+from .peppol.errors import RulesNotFound, RulesUnusable
 from .peppol.sandbox import PeppolSandbox, default_examples_dir
+from .peppol.validate import RULES_DIR_ENV
 from .sage.sandbox_accounting import BE_BUSINESS, SageAccountingSandbox
 from .sage.sandbox_x3 import SageX3Sandbox
 
 __all__ = ["SandboxWorld", "WorldBackend", "WorldSizes", "build_world"]
 
+_logger = logging.getLogger(__name__)
+
 #: Backend kinds in the order a first cycle runs them: the big ledger first, so
 #: the others push the customers it brought in.
 KINDS = ("exact", "sage_accounting", "sage_x3", "peppol")
+
+#: How to provide the Peppol artefacts (printed when they are missing).
+PEPPOL_HOWTO = (
+    f"To include Peppol, set {RULES_DIR_ENV} to a folder with ubl-2.1/xsd/ and "
+    "xslt/ (the OASIS UBL 2.1 schemas and the OpenPeppol BIS Billing 3.0 "
+    "validation artefacts CEN-EN16931-UBL.xslt and PEPPOL-EN16931-UBL.xslt), or "
+    "CRM_SHARED_DIR to a folder with specs/peppol/ and examples/peppol/ "
+    "(README: 'Peppol artefacts')."
+)
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,10 @@ class SandboxWorld:
     def __init__(self, sizes: WorldSizes, *, examples_dir: Path | None = None) -> None:
         self.sizes = sizes
         self.examples_dir = examples_dir or default_examples_dir()
+        #: kinds left out of this run, with a short reason (for the summary)
+        self.skipped: dict[str, str] = {}
+        #: what the person running the demo should know (one paragraph each)
+        self.notices: list[str] = []
         self.exact = ExactSandbox(
             seed=sizes.seed,
             accounts=sizes.exact_accounts,
@@ -90,15 +115,54 @@ class SandboxWorld:
     # -- lifecycle --------------------------------------------------------------------
 
     def start(self) -> SandboxWorld:
-        """Start every sandbox (all on 127.0.0.1, free ports)."""
+        """Start every sandbox (all on 127.0.0.1, free ports).
+
+        Without the Peppol validation artefacts the Peppol sandbox stays down and
+        Peppol is skipped (:attr:`skipped`, :attr:`notices`); the others run.
+        """
         try:
-            for sandbox in (self.exact, self.sage, self.x3, self.peppol):
+            for sandbox in (self.exact, self.sage, self.x3):
                 sandbox.start()
                 self._started.append(sandbox)
+            try:
+                self.peppol.start()
+            except RulesNotFound as err:
+                self._skip_peppol(err)
+            else:
+                self._started.append(self.peppol)
+                if self.examples_dir is None:
+                    self.notices.append(
+                        "Peppol example invoices not found (set CRM_SHARED_DIR to a "
+                        "folder with examples/peppol/): the Peppol inbox is seeded "
+                        "empty."
+                    )
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _skip_peppol(self, err: RulesNotFound) -> None:
+        _logger.warning("Peppol skipped in this demo run: %s", err)
+        if isinstance(err, RulesUnusable):
+            what = f"the Peppol validation artefacts cannot be loaded ({err})"
+            self.skipped["peppol"] = "Peppol validation artefacts unusable"
+        else:
+            rules_env = os.environ.get(RULES_DIR_ENV)
+            where = (
+                f"{RULES_DIR_ENV}={rules_env} lacks them"
+                if rules_env
+                else f"no {RULES_DIR_ENV}, no specs/peppol in CRM_SHARED_DIR or in "
+                "a shared/ folder beside the checkout"
+            )
+            what = (
+                "the Peppol validation artefacts (UBL 2.1 XSD, CEN and PEPPOL XSLT) "
+                f"were not found ({where})"
+            )
+            self.skipped["peppol"] = "Peppol validation artefacts not found"
+        self.notices.append(
+            f"Peppol skipped: {what}. Peppol validation and the Peppol backend are "
+            "skipped in this demo run; Exact and Sage run as usual.\n  " + PEPPOL_HOWTO
+        )
 
     def stop(self) -> None:
         """Stop what was started, last first."""
@@ -112,19 +176,21 @@ class SandboxWorld:
         self.stop()
 
     def urls(self) -> dict[str, str]:
-        """Base URL of each sandbox, by backend kind."""
-        return {
+        """Base URL of each running sandbox, by backend kind."""
+        urls = {
             "exact": self.exact.url,
             "sage_accounting": self.sage.url,
             "sage_x3": self.x3.url,
-            "peppol": self.peppol.base,
         }
+        if "peppol" not in self.skipped:
+            urls["peppol"] = self.peppol.base
+        return urls
 
     # -- backends ---------------------------------------------------------------------
 
     def backends(self) -> list[WorldBackend]:
-        """One backend per kind with the settings that point it at its sandbox."""
-        return [
+        """One backend per kind not skipped, with settings pointing at its sandbox."""
+        backends = [
             WorldBackend(
                 "exact", "Exact Online (sandbox)", self.exact.connector_settings()
             ),
@@ -134,10 +200,14 @@ class SandboxWorld:
                 self.sage.settings(BE_BUSINESS),
             ),
             WorldBackend("sage_x3", "Sage X3 (sandbox)", self.x3.settings()),
-            WorldBackend(
-                "peppol", "Peppol (sandbox)", self.peppol.connector_settings()
-            ),
         ]
+        if "peppol" not in self.skipped:
+            backends.append(
+                WorldBackend(
+                    "peppol", "Peppol (sandbox)", self.peppol.connector_settings()
+                )
+            )
+        return backends
 
     def authorise(
         self, kind: str, *, backend_id: int, connector: Any, tokens: TokenStore
@@ -189,8 +259,8 @@ class SandboxWorld:
         return rows
 
     def inbox_size(self) -> int:
-        """Documents in the Peppol inbox (read or not)."""
-        return len(self.peppol.inbox)
+        """Documents in the Peppol inbox (read or not); 0 when Peppol is skipped."""
+        return 0 if "peppol" in self.skipped else len(self.peppol.inbox)
 
     def inbox_read(self) -> int:
         """Inbox documents the daemon acknowledged."""

@@ -316,7 +316,13 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     except (ImportError, AttributeError) as err:
         print(f"sandbox {args.name} cannot be loaded: {err}", file=sys.stderr)
         return 2
-    return int(main(list(args.args)) or 0)
+    try:
+        return int(main(list(args.args)) or 0)
+    except (OverflowError, ValueError, OSError) as err:
+        # a port out of range or taken, a fault rate of nan: one line, not a trace
+        reason = (err.strerror if isinstance(err, OSError) else None) or err
+        print(f"crm-sync sandbox {args.name}: {reason}", file=sys.stderr)
+        return 2
 
 
 # -- registration --------------------------------------------------------------------

@@ -1,9 +1,12 @@
-"""``crm-sync demo``: the main job on embedded defaults, on this machine only.
+"""crm-sync demo: the main job on embedded defaults, on this machine only.
 
 1. Sandboxes: Exact Online, Sage Accounting v3.1, Sage X3 and Peppol start in this
    process on free 127.0.0.1 ports, seeded together (Exact accounts and invoices
    with messy identifiers; French and Belgian Sage customers; the official Peppol
-   example invoices in the inbox).
+   example invoices in the inbox). Peppol needs the official validation
+   artefacts, which the repository does not ship: PEPPOL_RULES_DIR (or
+   CRM_SHARED_DIR), see the README's 'Peppol artefacts'; without them Peppol is
+   skipped with a notice and the rest runs.
 2. With an Odoo 18 (ODOO_HOME / ODOO_PYTHON, see the README): PostgreSQL is
    started when needed, a fresh database with crm_module is served on 127.0.0.1
    and seeded with customers that overlap the Exact accounts and posted invoices;
@@ -30,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -61,6 +64,8 @@ __all__ = ["BackendSummary", "DemoResult", "register", "run_demo"]
 _logger = logging.getLogger(__name__)
 
 ODOO_URL_HINT = "/odoo/action-crm_module.crm_sync_backend_action"
+#: outcome of a backend the demo left out (e.g. Peppol without its artefacts)
+SKIPPED = "skipped"
 
 
 @dataclass
@@ -82,6 +87,8 @@ class BackendSummary:
     einvoices_received: int
     einvoices_sent: int
     seconds: float
+    #: why the backend was skipped (outcome ``skipped``)
+    note: str = ""
 
 
 @dataclass
@@ -96,6 +103,8 @@ class DemoResult:
     inbox: int = 0
     url: str | None = None
     database: str | None = None
+    #: backend kinds left out of this run, with the reason (e.g. no Peppol rules)
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 # -- the command -----------------------------------------------------------------------
@@ -168,7 +177,8 @@ def run_demo(args: argparse.Namespace) -> int:
     # a pipe or a CI log gets a fixed width wide enough for the summary table
     width = None if sys.stdout.isatty() else 120
     result = demo(args, console=Console(highlight=False, width=width))
-    return 0 if all(b.outcome == "success" for b in result.backends) else 1
+    ok = ("success", SKIPPED)
+    return 0 if all(b.outcome in ok for b in result.backends) else 1
 
 
 def demo(args: argparse.Namespace, *, console: Console) -> DemoResult:
@@ -193,16 +203,26 @@ def _demo(args: argparse.Namespace, state_dir: Path, console: Console) -> DemoRe
     try:
         for kind, url in world.urls().items():
             console.print(f"  {kind:<16} {url}")
+        skipped: dict[str, str] = dict(getattr(world, "skipped", {}))
+        peppol = (
+            "Peppol skipped"
+            if "peppol" in skipped
+            else f"{world.inbox_size()} documents in the Peppol inbox"
+        )
         console.print(
             f"  seeded: {args.accounts} Exact accounts, {args.exact_invoices} "
-            f"Exact invoices, {args.sage_customers} Sage customers, "
-            f"{world.inbox_size()} documents in the Peppol inbox"
+            f"Exact invoices, {args.sage_customers} Sage customers, {peppol}"
         )
+        for notice in getattr(world, "notices", []):
+            console.print(f"[yellow]note[/]: {notice}")
         try:
             runtime = find_odoo()
         except OdooNotFound as err:
-            return _offline(args, world, state_dir, err, console)
-        return _online(args, world, runtime, state_dir, console)
+            result = _offline(args, world, state_dir, err, skipped, console)
+        else:
+            result = _online(args, world, runtime, state_dir, skipped, console)
+        result.skipped = skipped
+        return result
     finally:
         world.stop()
         console.print("sandboxes stopped")
@@ -301,6 +321,7 @@ def _offline(
     world: Any,
     state_dir: Path,
     why: OdooNotFound,
+    skipped: dict[str, str],
     console: Console,
 ) -> DemoResult:
     console.print(f"[yellow]no Odoo 18 here[/]: {why}")
@@ -314,7 +335,13 @@ def _offline(
     odoo = load_odoo_csv(odoo_csv)
     reports: dict[str, dict[str, Any]] = {}
     table = Table(
-        "ledger", "records", "linked", "to review", "new", "duplicates", "seconds"
+        "ledger",
+        "records",
+        "linked",
+        "to review",
+        "new",
+        "duplicates",
+        "seconds",
     )
     for system, path in pages.items():
         external, incomplete = load_external(path, system)
@@ -334,6 +361,7 @@ def _offline(
         f"\n[bold]What a first sync would do[/] ({len(customers)} Odoo customers):"
     )
     console.print(table)
+    _print_skipped(console, skipped)
     console.print(
         f"seeds in {seeds}: try 'crm-sync reconcile --odoo-csv {odoo_csv} "
         f"--external {pages['exact']} --system exact'\n"
@@ -390,6 +418,7 @@ def _online(
     world: Any,
     runtime: OdooRuntime,
     state_dir: Path,
+    skipped: dict[str, str],
     console: Console,
 ) -> DemoResult:
     from .demo_odoo import demo_database, seed_odoo
@@ -440,6 +469,7 @@ def _online(
             results, pushed = _first_cycle(daemon, console)
         issues = _open_issues(admin, [r.backend_id for r in results])
         summaries = _summaries(daemon, results, pushed, issues, world)
+        summaries += [_skipped_summary(kind, why) for kind, why in skipped.items()]
         _print_summary(console, summaries, server, config)
         result = DemoResult(
             mode="odoo",
@@ -576,9 +606,39 @@ def _summaries(
     return out
 
 
+def _skipped_summary(kind: str, why: str) -> BackendSummary:
+    """The summary row of a backend kind the demo left out."""
+    return BackendSummary(
+        backend_id=0,
+        kind=kind,
+        name=kind,
+        outcome=SKIPPED,
+        pulled=0,
+        linked=0,
+        created=0,
+        conflicts=0,
+        errors=0,
+        issues=0,
+        invoices_pushed=0,
+        einvoices_received=0,
+        einvoices_sent=0,
+        seconds=0.0,
+        note=why,
+    )
+
+
+def _print_skipped(console: Console, skipped: dict[str, str]) -> None:
+    for kind, why in skipped.items():
+        console.print(f"[yellow]{kind}: skipped[/] in this run — {why} (see the note)")
+
+
 def _print_summary(
-    console: Console, rows: list[BackendSummary], server: OdooServer, config: Path
+    console: Console,
+    rows: list[BackendSummary],
+    server: OdooServer,
+    config: Path,
 ) -> None:
+    skipped = {r.kind: r.note for r in rows if r.outcome == SKIPPED}
     table = Table(
         Column("backend", no_wrap=True),
         "outcome",
@@ -594,7 +654,10 @@ def _print_summary(
         title="First cycle per backend",
         box=box.SIMPLE_HEAD,
     )
-    for row in sorted(rows, key=lambda r: r.backend_id):
+    for row in sorted(rows, key=lambda r: (r.outcome == SKIPPED, r.backend_id)):
+        if row.outcome == SKIPPED:
+            table.add_row(row.kind, f"[yellow]{SKIPPED}[/]", *["–"] * 9)
+            continue
         colour = "green" if row.outcome == "success" else "red"
         table.add_row(
             f"{row.kind} #{row.backend_id}",
@@ -610,6 +673,7 @@ def _print_summary(
             f"{row.seconds:.1f}",
         )
     console.print(table)
+    _print_skipped(console, skipped)
     console.print(
         "linked: remote records matched to an existing Odoo customer; created: new "
         "customers (in Odoo from the ledger, or in the ledger from Odoo); to review: "

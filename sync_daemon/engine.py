@@ -877,6 +877,7 @@ class BackendRun:
         self.counts.pulled += len(records) + len(rejected)
         for external_id, err in rejected:
             page.issues.append(self._dead_letter("customers", external_id, err))
+        records = self._known_countries(records, page)
         tombstones = self.state.tombstones(self.bid)
         recovered = self._recoverable_creates(records, tombstones)
         updates: list[tuple[Customer, int, bool]] = []
@@ -1268,6 +1269,36 @@ class BackendRun:
             for entry in self.state.outbox_entries(self.bid, "odoo_partner", "pending")
         }
 
+    def _known_countries(
+        self, records: Sequence[Customer], page: _Page
+    ) -> list[Customer]:
+        """The records whose country Odoo knows; the others become dead letters.
+
+        Written as it is, an unknown code (``XX``) would become an empty country
+        on create and erase the partner's country on update, silently.
+        """
+        known = self.lookups.countries()
+        kept: list[Customer] = []
+        for customer in records:
+            code = customer.country_code
+            if code and code not in known:
+                err = DataError(
+                    f"country code {code!r} is not a country known to Odoo",
+                    record=f"customer {customer.external_id}",
+                    field="country_code",
+                )
+                page.issues.append(
+                    self._dead_letter(
+                        "customers",
+                        customer.external_id,
+                        err,
+                        payload=customer.model_dump_json(),
+                    )
+                )
+            else:
+                kept.append(customer)
+        return kept
+
     def _create_values(self, customer: Customer) -> dict[str, Any]:
         values = group_values(customer, FIELD_GROUPS, self.lookups)
         values.update(
@@ -1572,12 +1603,59 @@ class BackendRun:
         for a withdrawn or expired marketing purpose sent by e-mail or post, the
         remote record linked to that partner is excluded from mailings. Erased
         partners are left to the person handling their erasure issue. The cursor
-        moves after each page; repeating an exclusion is harmless.
+        moves after each page; repeating an exclusion is harmless. A withdrawal
+        of a partner that has no remote record yet is kept in the state store
+        (``consent_pending``) and applied once a link exists, unless the person
+        was erased in the meantime.
         """
         assert isinstance(self.connector, MarketingSink)
         after = int(self.state.get_cursor(self.bid, "consent_events") or 0)
+        pending: set[tuple[int, str]] = {
+            (int(partner_id), str(purpose))
+            for partner_id, purpose in json.loads(
+                self.state.get_cursor(self.bid, "consent_pending") or "[]"
+            )
+        }
         marketing: dict[str, bool] = {}
         excluded = 0
+        issues: list[dict[str, Any]] = []
+        done: set[tuple[str, str]] = set()
+
+        def exclude(partner_id: int, external_id: str, purpose: str) -> None:
+            nonlocal excluded
+            if (external_id, purpose) in done:
+                return
+            try:
+                self.connector.exclude_from_marketing(external_id, purpose=purpose)
+            except PermanentError as err:
+                issues.append(
+                    self._dead_letter(
+                        "consent",
+                        external_id,
+                        err,
+                        res_model=PARTNER,
+                        res_id=partner_id,
+                    )
+                )
+                return
+            done.add((external_id, purpose))
+            excluded += 1
+
+        def save_pending() -> None:
+            self.state.set_cursor(
+                self.bid, "consent_pending", json.dumps(sorted(pending))
+            )
+
+        for partner_id, purpose in sorted(pending):
+            external_id = self.partner_links.get(partner_id)
+            if partner_id in self.erased:
+                pending.discard((partner_id, purpose))
+            elif external_id:
+                exclude(partner_id, external_id, purpose)
+                pending.discard((partner_id, purpose))
+        self._raise_issues(issues)
+        issues = []
+        save_pending()
         while True:
             events = self.gateway.call(
                 CONSENT_EVENT, "daemon_consent_changes", after, self.page_size
@@ -1594,39 +1672,30 @@ class BackendRun:
                     context={"active_test": False},
                 ):
                     marketing[str(row["code"])] = bool(row["is_marketing"])
-            issues: list[dict[str, Any]] = []
-            done: set[tuple[str, str]] = set()
             for event in events:
                 partner_id = int(event.get("partner_id") or 0)
                 external_id = self.partner_links.get(partner_id)
                 purpose = str(event["purpose"])
+                if event.get("kind") not in ("withdraw", "expire"):
+                    # an erasure: its sync issue takes over from a waiting withdrawal
+                    pending.discard((partner_id, purpose))
+                    continue
                 if (
-                    event.get("kind") not in ("withdraw", "expire")
-                    or event.get("erased")
+                    event.get("erased")
                     or partner_id in self.erased
-                    or not external_id
                     or not marketing.get(purpose, True)
                     or event.get("channel") not in MAILING_CHANNELS
-                    or (external_id, purpose) in done
                 ):
                     continue
-                try:
-                    self.connector.exclude_from_marketing(external_id, purpose=purpose)
-                except PermanentError as err:
-                    issues.append(
-                        self._dead_letter(
-                            "consent",
-                            external_id,
-                            err,
-                            res_model=PARTNER,
-                            res_id=partner_id,
-                        )
-                    )
+                if not external_id:
+                    if partner_id:
+                        pending.add((partner_id, purpose))
                     continue
-                done.add((external_id, purpose))
-                excluded += 1
+                exclude(partner_id, external_id, purpose)
             self._raise_issues(issues)
+            issues = []
             after = int(events[-1]["id"])
+            save_pending()
             self.state.set_cursor(self.bid, "consent_events", str(after))
             if len(events) < self.page_size:
                 break

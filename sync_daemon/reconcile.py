@@ -32,11 +32,14 @@ JSON output (``--json``)::
      "stats": {...}}
 
 Exit status: 0 with a report; 2 when an input cannot be read, with one line on
-standard error naming the file, line or page, record and field (a missing column,
-a row of the wrong width, an id that is not a number or appears twice, a contact
-whose parent is not in the file, a page that is no known envelope, a record
-without its id). Doubts that do not stop the audit, such as an export whose last
-page links to a next one, are printed as warnings and listed under ``warnings``.
+standard error naming the file, line or page, record and field (a missing column
+or one given twice, a row of the wrong width, an id that is not a number or
+appears twice, an ``is_company`` that is not true/false, a contact whose parent is
+not in the file, a page that is no known envelope, a record without its id, a key
+given twice in one object, ``NaN``/``Infinity``, an object or list where text
+belongs, a country that is not a two-letter ISO code). Doubts that do not stop
+the audit, such as an export whose last page links to a next one, are printed as
+warnings and listed under ``warnings``.
 
 Proposals (name or e-mail only) are listed under ``review`` with their score in the
 reason: an audit never links them.
@@ -88,14 +91,26 @@ _DELIMITERS = (",", ";", "\t")
 _CONTROL = dict.fromkeys(c for c in range(32) if c not in (9,))
 
 
+#: Largest input read (an export of a million partners is about 200 MB); an
+#: endless one such as ``/dev/zero`` is refused here instead of filling memory.
+MAX_INPUT_BYTES = 512 * 1024 * 1024
+
+
 def _read_text(path: Path) -> str:
     """The whole file as text (UTF-8, with or without BOM), or a named DataError."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(MAX_INPUT_BYTES + 1)
     except OSError as err:
         raise DataError(
             f"{path}: cannot read ({err.strerror or err})", record=str(path)
         ) from err
+    if len(data) > MAX_INPUT_BYTES:
+        raise DataError(
+            f"{path}: larger than {MAX_INPUT_BYTES // (1024 * 1024)} MB; split the "
+            "export",
+            record=str(path),
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:

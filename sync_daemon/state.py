@@ -139,13 +139,22 @@ def _connect(path: Path) -> sqlite3.Connection:
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
     os.chmod(path, 0o600)
-    conn = sqlite3.connect(
-        path, timeout=30, isolation_level=None, check_same_thread=False
-    )
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=30000")
-    conn.executescript(_SCHEMA)
+    try:
+        conn = sqlite3.connect(
+            path, timeout=30, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.executescript(_SCHEMA)
+    except sqlite3.DatabaseError as err:
+        # a damaged or foreign file where the state belongs: say which, no trace
+        raise ConfigurationError(
+            f"not a usable SQLite state file ({err}); move it away or set "
+            "state_dir to another folder",
+            record=str(path),
+            field="state_dir",
+        ) from err
     for suffix in ("-wal", "-shm"):
         side = path.with_name(path.name + suffix)
         if side.exists():

@@ -69,6 +69,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     lookup.set_defaults(handler=run_lookup)
 
 
+#: Control characters (but tab) a file name or message must not send to a terminal.
+_CONTROL = dict.fromkeys(c for c in [*range(32), 127] if c != 9)
+
+
+def _printable(text: str) -> str:
+    """``text`` without control characters: an escape sequence in a file name
+    would otherwise drive the terminal."""
+    return text.translate(_CONTROL)
+
+
 def _read_bounded(path: Path, limit: int = DEFAULT_MAX_BYTES) -> bytes:
     """At most ``limit`` bytes of ``path``; an endless one (``/dev/zero``) is refused.
 
@@ -118,13 +128,13 @@ def run_validate(args: argparse.Namespace) -> int:
         for result in results:
             verdict = "valid" if result.valid else "INVALID"
             print(
-                f"{result.source}: {verdict} ({len(result.fatal)} fatal, "
-                f"{len(result.errors) - len(result.fatal)} warning)"
+                f"{_printable(result.source)}: {verdict} ({len(result.fatal)} "
+                f"fatal, {len(result.errors) - len(result.fatal)} warning)"
             )
             for item in result.errors:
-                print(f"  [{item.flag}] {item.rule}: {item.message}")
+                print(_printable(f"  [{item.flag}] {item.rule}: {item.message}"))
                 if item.location:
-                    print(f"      at {item.location}")
+                    print(_printable(f"      at {item.location}"))
     if unreadable:
         return 2
     return 0 if all(r.valid for r in results) else 1

@@ -75,7 +75,10 @@ class _Reader:
         if value is None:
             return default
         try:
-            return Decimal(value).quantize(_Q6)
+            number = Decimal(value)
+            if not number.is_finite():  # NaN, Infinity: no amount, and they
+                raise InvalidOperation(value)  # break every comparison later
+            return number.quantize(_Q6)
         except InvalidOperation as err:
             raise DocumentError(
                 f"{path} is not a number: {value!r}", record=self.source, field=path
@@ -239,7 +242,26 @@ def _attachments(doc: _Reader) -> tuple[tuple[str, str, bytes], ...]:
 
 
 def parse_tree(tree: etree._ElementTree, *, source: str = "document") -> Invoice:
-    """Map a parsed UBL document to the canonical invoice."""
+    """Map a parsed UBL document to the canonical invoice.
+
+    :raises DocumentError: naming the document and the field, also for a value
+        refused by a nested model (a line's quantity, an address's country).
+    """
+    try:
+        return _parse_tree(tree, source)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        number = tree.getroot().findtext("cbc:ID", None, NS)
+        record = f"{source} ({number.strip()})" if number else source
+        raise DocumentError(
+            f"cannot map the document: {err.title}.{where}: {first['msg']}",
+            record=record,
+            field=f"{err.title}.{where}",
+        ) from err
+
+
+def _parse_tree(tree: etree._ElementTree, source: str) -> Invoice:
     root = tree.getroot()
     kind = _ROOTS.get(root.tag)
     if kind is None:

@@ -29,6 +29,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
@@ -54,7 +55,7 @@ from .discovery import (
     PROCESS_ID,
     sml_hostname,
 )
-from .errors import PeppolError
+from .errors import PeppolError, RulesNotFound
 from .parse import parse_document
 from .validate import Validator, get_validator
 
@@ -164,10 +165,16 @@ class PeppolSandbox:
         }
 
     def start(self) -> PeppolSandbox:
-        if self._validate and self._validator is None:
-            self._validator = get_validator()
         handler = type("Handler", (_Handler,), {"sandbox": self})
-        self._http = ThreadingHTTPServer((HOST, self._want_port), handler)
+        # bind first: a bad or taken port is reported before missing rules
+        http = ThreadingHTTPServer((HOST, self._want_port), handler)
+        if self._validate and self._validator is None:
+            try:
+                self._validator = get_validator()
+            except BaseException:
+                http.server_close()
+                raise
+        self._http = http
         self._http.daemon_threads = True
         self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
@@ -539,6 +546,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-validate", action="store_true", help="accept documents unvalidated"
     )
     args = parser.parse_args(argv)
+    # Handlers first: whoever reads the banner below may signal us at once, and a
+    # SIGTERM before the handler exists would kill the process (exit -15).
+    # Explicit handlers also because a background job may inherit SIGINT ignored.
+    stop = threading.Event()
+    try:
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    except ValueError:  # not the main thread: only KeyboardInterrupt applies
+        pass
     sandbox = PeppolSandbox(
         port=args.port,
         inbox_dir=args.inbox,
@@ -547,20 +563,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         validate=not args.no_validate,
         zone=args.zone,
     )
-    sandbox.start()
-    print(f"access point : {sandbox.url} (Bearer {args.api_key})")
-    print(f"SMP          : {sandbox.smp_url}")
-    print(f"SML (dns)    : udp {HOST}:{sandbox.dns_port}, zone {sandbox.zone}")
-    print(f"inbox        : {len(sandbox.inbox)} document(s)", flush=True)
-    stop = threading.Event()
     try:
-        # explicit handlers: a background job may have inherited SIGINT ignored
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    except ValueError:  # not the main thread: only KeyboardInterrupt applies
-        pass
+        sandbox.start()
+    except RulesNotFound as err:
+        print(f"crm-sync sandbox peppol: {err}", file=sys.stderr)
+        print("(README: 'Peppol artefacts'; or --no-validate)", file=sys.stderr)
+        return 2
     try:
-        while not stop.wait(0.5):
+        print(f"access point : {sandbox.url} (Bearer {args.api_key})")
+        print(f"SMP          : {sandbox.smp_url}")
+        print(f"SML (dns)    : udp {HOST}:{sandbox.dns_port}, zone {sandbox.zone}")
+        print(f"inbox        : {len(sandbox.inbox)} document(s)", flush=True)
+        while not stop.wait(0.2):
             pass
     except KeyboardInterrupt:
         pass

@@ -115,16 +115,66 @@ def _text(value: object) -> str | None:
     return text or None
 
 
+def _text_only(value: object) -> str | None:
+    return _text(value) if isinstance(value, str) else None
+
+
 def _nested_id(value: object) -> str | None:
     if isinstance(value, Mapping):
         return _text(value.get("id"))
     return None
 
 
+def _check_shapes(item: Mapping[str, Any], record: str) -> None:
+    """Refuse objects or lists where Sage sends text, and the reverse.
+
+    ``str()`` of them would be stored as a name (``"{'x': 1}"``), an empty
+    address or no customer type, silently.
+    """
+    for key in _TEXT_FIELDS:
+        value = item.get(key)
+        if value is not None and not isinstance(value, str | int | float):
+            raise SageDataError(
+                f"must be text, found {type(value).__name__}", record=record, field=key
+            )
+    for key in ("main_address", "main_contact_person", "currency"):
+        value = item.get(key)
+        if value is not None and not isinstance(value, Mapping):
+            raise SageDataError(
+                f"must be an object, found {type(value).__name__}",
+                record=record,
+                field=key,
+            )
+    kinds = item.get("contact_types")
+    if kinds is not None and not isinstance(kinds, list):
+        raise SageDataError(
+            f"must be a list, found {type(kinds).__name__}",
+            record=record,
+            field="contact_types",
+        )
+
+
+#: Contact fields that hold text (numbers are read as written).
+_TEXT_FIELDS = (
+    "id",
+    "name",
+    "reference",
+    "tax_number",
+    "registered_number",
+    "email",
+    "locale",
+)
+
+
 def contact_to_customer(item: Mapping[str, Any]) -> Customer:
     """A Sage contact (with attributes) as a kernel :class:`Customer`."""
-    contact_id = _text(item.get("id"))
+    raw_id = item.get("id")
+    contact_id = _text(raw_id) if isinstance(raw_id, str | int) else None
     record = f"Sage contact {contact_id or item.get('displayed_as') or '?'}"
+    if raw_id is not None and not isinstance(raw_id, str | int):
+        raise SageDataError(
+            f"must be text, found {type(raw_id).__name__}", record=record, field="id"
+        )
     if not contact_id:
         raise SageDataError("contact without id", record=record, field="id")
     if not has_details(item):
@@ -133,6 +183,10 @@ def contact_to_customer(item: Mapping[str, Any]) -> Customer:
             record=record,
             field="tax_number",
         )
+    _check_shapes(item, record)
+    name = _text(item.get("name")) or _text_only(item.get("displayed_as"))
+    if not name:
+        raise SageDataError("a contact needs a name", record=record, field="name")
     types = {_nested_id(kind) for kind in item.get("contact_types") or () if kind} - {
         None
     }
@@ -154,7 +208,7 @@ def contact_to_customer(item: Mapping[str, Any]) -> Customer:
         return Customer(
             external_id=contact_id,
             external_code=_text(item.get("reference")),
-            name=_text(item.get("name")) or "",
+            name=name,
             vat=_text(item.get("tax_number")),
             company_registry=_text(item.get("registered_number")),
             email=_text(item.get("email"))
@@ -189,7 +243,8 @@ def _address(address: object, *, record: str) -> Address:
             zip=_text(address.get("postal_code")),
             city=_text(address.get("city")),
             state=_text(address.get("region")),
-            country_code=_nested_id(address.get("country")),
+            country_code=_nested_id(address.get("country"))
+            or _text_only(address.get("country")),
         )
     except ValidationError as err:
         first = err.errors()[0]
@@ -334,12 +389,17 @@ def invoice_to_sales_document(
 
 
 def _decimal(value: object, *, record: str, field: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, str | int | float | None):
+        raise SageDataError(f"not an amount: {value!r}", record=record, field=field)
     try:
-        return Decimal(str(value if value not in (None, "") else "0"))
+        amount = Decimal(str(value if value not in (None, "") else "0"))
     except InvalidOperation as err:
         raise SageDataError(
             f"not an amount: {value!r}", record=record, field=field
         ) from err
+    if not amount.is_finite():
+        raise SageDataError(f"not an amount: {value!r}", record=record, field=field)
+    return amount
 
 
 def invoice_to_payment_status(item: Mapping[str, Any]) -> PaymentStatus:
@@ -365,14 +425,34 @@ def invoice_to_payment_status(item: Mapping[str, Any]) -> PaymentStatus:
             raise SageDataError(
                 f"not a date: {item['last_paid']!r}", record=record, field="last_paid"
             ) from err
+    amount = _decimal(
+        item.get("outstanding_amount"), record=record, field="outstanding_amount"
+    )
+    try:
+        return _payment_status(item, number, state, amount, paid_on, record)
+    except ValidationError as err:
+        # e.g. an amount of 1e999 (more digits than money has)
+        first = err.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or None
+        if field == "amount_residual":
+            field = "outstanding_amount"
+        raise SageDataError(first["msg"], record=record, field=field) from err
+
+
+def _payment_status(
+    item: Mapping[str, Any],
+    number: str,
+    state: str,
+    amount: Decimal,
+    paid_on: date | None,
+    record: str,
+) -> PaymentStatus:
     return PaymentStatus(
         invoice_number=number,
         external_id=_text(item.get("id")),
         customer_external_id=_nested_id(item.get("contact")),
         state=state,  # type: ignore[arg-type]
-        amount_residual=_decimal(
-            item.get("outstanding_amount"), record=record, field="outstanding_amount"
-        ),
+        amount_residual=amount,
         currency=_nested_id(item.get("currency")) or "EUR",
         paid_on=paid_on,
         updated_at=parse_datetime(

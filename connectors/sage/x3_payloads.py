@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from lxml import etree
+from pydantic import ValidationError
 
 from sync_daemon.kernel.identifiers import compact_registry, compact_vat
 from sync_daemon.kernel.models import Address, Customer, Invoice
@@ -100,9 +101,13 @@ def build_object_xml(
 def _parse(text: str, what: str) -> etree._Element:
     parser = etree.XMLParser(resolve_entities=False, no_network=True)
     try:
-        return etree.fromstring(text.encode("utf-8"), parser)
+        root = etree.fromstring(text.encode("utf-8"), parser)
     except etree.XMLSyntaxError as err:
         raise SageDataError(f"X3 {what} is not XML: {err}", field=what) from err
+    if root.getroottree().docinfo.doctype:
+        # X3 never sends one; its entities would be read as empty values
+        raise SageDataError(f"X3 {what} carries a DOCTYPE (refused)", field=what)
+    return root
 
 
 def parse_object_xml(text: str | None) -> dict[str, str]:
@@ -200,6 +205,8 @@ def bpc_to_customer(fields: Mapping[str, str], *, record: str) -> Customer:
             f"not a timestamp: {updated!r}", record=record, field="UPDDATTIM"
         ) from err
     country = (fields.get("CRY") or "").strip() or None
+    if not (fields.get("BPCNAM") or "").strip():
+        raise SageDataError("a customer needs a name", record=record, field="BPCNAM")
     try:
         return Customer(
             external_id=code,
@@ -219,8 +226,35 @@ def bpc_to_customer(fields: Mapping[str, str], *, record: str) -> Customer:
             ),
             updated_at=updated_at,
         )
-    except ValueError as err:
-        raise SageDataError(str(err), record=record, field="BPC") from err
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(part) for part in first["loc"])
+        field = _X3_FIELDS.get(loc, "BPC")
+        raise SageDataError(first["msg"], record=record, field=field) from err
+
+
+#: Where each Customer field comes from in a BPC object (to name the bad one).
+_X3_FIELDS = {
+    "external_id": "BPCNUM",
+    "external_code": "BPCNUM",
+    "name": "BPCNAM",
+    "vat": "EECNUM",
+    "company_registry": "CRN",
+    "currency": "CUR",
+    "phone": "TEL",
+    "email": "WEB",
+    "address.street": "BPAADDLIG1",
+    "address.street2": "BPAADDLIG2",
+    "address.zip": "POSCOD",
+    "address.city": "CTY",
+    "address.country_code": "CRY",
+    # the Address is validated on its own first
+    "street": "BPAADDLIG1",
+    "street2": "BPAADDLIG2",
+    "zip": "POSCOD",
+    "city": "CTY",
+    "country_code": "CRY",
+}
 
 
 def _number(value: Decimal) -> str:

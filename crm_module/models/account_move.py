@@ -6,6 +6,7 @@ from ..tools.daemon import (
     check_selection,
     parse_utc,
     require_keys,
+    require_list,
     to_int,
 )
 
@@ -79,6 +80,7 @@ class AccountMove(models.Model):
         One transaction: a bad item refuses the whole call, naming the item.
         """
         check_daemon_access(self.env)
+        require_list(self.env, vals_list, "daemon_set_peppol_status")
         allowed = {value for value, _label in PEPPOL_STATES}
         now = fields.Datetime.now()
         prepared = {}

@@ -11,6 +11,7 @@ from ..tools.daemon import (
     check_daemon_access,
     check_selection,
     require_keys,
+    require_list,
     to_int,
     to_utc_string,
 )
@@ -343,6 +344,7 @@ class CrmSyncBackend(models.Model):
     def daemon_report_health(self, vals_list):
         """Store the credentials state the daemon observed for each backend."""
         check_daemon_access(self.env)
+        require_list(self.env, vals_list, "daemon_report_health")
         allowed = {state for state, _label in CREDENTIALS_STATES}
         for index, vals in enumerate(vals_list):
             what = f"health[{index}]"

@@ -9,7 +9,9 @@ from ..tools.daemon import (
     check_daemon_access,
     check_selection,
     require_keys,
+    require_list,
     to_int,
+    to_text,
 )
 
 ISSUE_KINDS = [
@@ -228,7 +230,7 @@ class CrmSyncIssue(models.Model):
         require_keys(self.env, vals, ("backend_id", "kind", "message"), what)
         check_selection(self.env, vals["kind"], allowed_kinds, "kind", what)
         res_model = vals.get("res_model") or False
-        if res_model and res_model not in self.env:
+        if res_model and (not isinstance(res_model, str) or res_model not in self.env):
             raise ValidationError(
                 self.env._(
                     "%(what)s: field res_model names an unknown model %(model)r.",
@@ -239,6 +241,9 @@ class CrmSyncIssue(models.Model):
         payload = vals.get("payload")
         if payload is not None and not isinstance(payload, str):
             payload = json.dumps(payload, indent=2, ensure_ascii=False, default=str)
+        if payload:
+            # free text from the remote system: a NUL would lose the whole batch
+            payload = payload.replace("\x00", "\ufffd")
         suggestions = []
         for position, suggestion in enumerate(vals.get("suggestions") or []):
             item = f"{what}.suggestions[{position}]"
@@ -264,11 +269,13 @@ class CrmSyncIssue(models.Model):
             "kind": vals["kind"],
             "res_model": res_model,
             "res_id": to_int(self.env, res_id, "res_id", what) if res_id else False,
-            "external_id": str(vals["external_id"])
+            "external_id": to_text(self.env, vals["external_id"], "external_id", what)
             if vals.get("external_id")
             else False,
-            "field_name": vals.get("field") or False,
-            "message": str(vals["message"]),
+            "field_name": to_text(self.env, vals["field"], "field", what)
+            if vals.get("field")
+            else False,
+            "message": str(vals["message"]).replace("\x00", "\ufffd"),
             "payload": payload[:MAX_PAYLOAD_LENGTH] if payload else False,
             "suggestions": suggestions,
         }
@@ -278,6 +285,7 @@ class CrmSyncIssue(models.Model):
         """Create issues, or update the live issue with the same
         (backend_id, kind, external_id, field); returns ids in order."""
         check_daemon_access(self.env)
+        require_list(self.env, vals_list, "daemon_raise_issues")
         what = "daemon_raise_issues"
         prepared = [
             self._daemon_prepare_issue_vals(vals, f"issues[{index}]")
@@ -388,6 +396,7 @@ class CrmSyncIssue(models.Model):
     def daemon_resolve_issues(self, vals_list):
         """Close issues the daemon handled (``done``) or hand them back (``open``)."""
         check_daemon_access(self.env)
+        require_list(self.env, vals_list, "daemon_resolve_issues")
         prepared = {}
         for index, vals in enumerate(vals_list):
             what = f"issues[{index}]"

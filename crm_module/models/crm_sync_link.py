@@ -9,7 +9,9 @@ from ..tools.daemon import (
     daemon_page_limit,
     parse_utc,
     require_keys,
+    require_list,
     to_int,
+    to_text,
     to_utc_string,
 )
 
@@ -235,7 +237,7 @@ class CrmSyncLink(models.Model):
     def _daemon_check_records(self, res_model_ids, what):
         """Raise a ValidationError naming any record id that does not exist."""
         for res_model, res_ids in res_model_ids.items():
-            if res_model not in self.env:
+            if not isinstance(res_model, str) or res_model not in self.env:
                 raise ValidationError(
                     self.env._(
                         "%(what)s: field res_model names an unknown model %(model)r.",
@@ -268,6 +270,7 @@ class CrmSyncLink(models.Model):
         """
         check_daemon_access(self.env)
         what = "daemon_upsert_links"
+        require_list(self.env, vals_list, what)
         allowed_states = {state for state, _label in LINK_STATES}
         prepared = []
         for index, vals in enumerate(vals_list):
@@ -280,16 +283,29 @@ class CrmSyncLink(models.Model):
             )
             state = vals.get("state") or "linked"
             check_selection(self.env, state, allowed_states, "state", item)
+            if not isinstance(vals["res_model"], str):
+                raise ValidationError(
+                    self.env._(
+                        "%(what)s: field res_model names an unknown model %(model)r.",
+                        what=item,
+                        model=vals["res_model"],
+                    )
+                )
             link_vals = {
                 "backend_id": to_int(self.env, vals["backend_id"], "backend_id", item),
                 "res_model": vals["res_model"],
                 "res_id": to_int(self.env, vals["res_id"], "res_id", item),
-                "external_id": str(vals["external_id"]),
+                "external_id": to_text(
+                    self.env, vals["external_id"], "external_id", item
+                ),
                 "state": state,
             }
             for key in ("external_code", "sync_hash"):
                 if key in vals:
-                    link_vals[key] = vals[key] or False
+                    link_vals[key] = vals[key] and to_text(
+                        self.env, vals[key], key, item
+                    )
+                    link_vals[key] = link_vals[key] or False
             if "synced_at" in vals:
                 link_vals["synced_at"] = parse_utc(
                     self.env, vals["synced_at"], "synced_at", item
@@ -461,6 +477,7 @@ class CrmSyncLink(models.Model):
         """
         check_daemon_access(self.env)
         what = "daemon_unlink_links"
+        require_list(self.env, vals_list, what)
         notes = {}
         for index, vals in enumerate(vals_list):
             item = f"links[{index}]"
@@ -469,8 +486,8 @@ class CrmSyncLink(models.Model):
             )
             key = (
                 to_int(self.env, vals["backend_id"], "backend_id", item),
-                vals["res_model"],
-                str(vals["external_id"]),
+                to_text(self.env, vals["res_model"], "res_model", item),
+                to_text(self.env, vals["external_id"], "external_id", item),
             )
             notes[key] = vals.get("note") or ""
         if not notes:

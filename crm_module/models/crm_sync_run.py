@@ -6,6 +6,7 @@ from ..tools.daemon import (
     check_selection,
     parse_utc,
     require_keys,
+    require_list,
     to_int,
 )
 
@@ -101,6 +102,7 @@ class CrmSyncRun(models.Model):
     def daemon_start_runs(self, vals_list):
         """Open one run per given backend and return the new run ids in order."""
         check_daemon_access(self.env)
+        require_list(self.env, vals_list, "daemon_start_runs")
         create_vals = []
         for index, vals in enumerate(vals_list):
             what = f"runs[{index}]"
@@ -136,6 +138,7 @@ class CrmSyncRun(models.Model):
     def daemon_finish_runs(self, vals_list):
         """Close runs with their outcome and counters, and update backend health."""
         check_daemon_access(self.env)
+        require_list(self.env, vals_list, "daemon_finish_runs")
         prepared = []
         for index, vals in enumerate(vals_list):
             what = f"runs[{index}]"

@@ -6,6 +6,7 @@ from ..tools.daemon import (
     check_selection,
     parse_utc,
     require_keys,
+    require_list,
     to_int,
 )
 
@@ -55,6 +56,7 @@ class ResPartner(models.Model):
         One transaction: a bad item refuses the whole call, naming the item.
         """
         check_daemon_access(self.env)
+        require_list(self.env, vals_list, "daemon_set_peppol_readiness")
         allowed = {value for value, _label in PEPPOL_READINESS}
         now = fields.Datetime.now()
         prepared = {}

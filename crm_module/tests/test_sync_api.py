@@ -526,3 +526,124 @@ class TestSyncIssueApi(CrmModuleCommon):
             self.Issue.daemon_resolve_issues([{"issue_id": 999999, "state": "done"}])
         with self.assertRaisesRegex(ValidationError, "state"):
             self.Issue.daemon_resolve_issues([{"issue_id": 1, "state": "maybe"}])
+
+
+@tagged("post_install", "-at_install", "crm_module")
+class TestSyncApiHostileInput(CrmModuleCommon):
+    """Values a buggy or hostile daemon may send: each is refused with a
+    ValidationError naming the item and the field, before anything is written.
+
+    Found by a tester: ``res_id=True`` linked the external record to partner 1
+    (``int(True)``) and 7.9 to partner 7; an object as external id was stored as
+    its repr; a NUL character or a list as ``res_model`` failed with a bare
+    ValueError/TypeError; ``None`` as the batch or ``inf`` as a limit with a
+    TypeError/OverflowError.
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.Link = cls.env["crm.sync.link"].with_user(cls.user_daemon)
+
+    def _vals(self, **extra):
+        return dict(
+            {
+                "backend_id": self.backend.id,
+                "res_model": "res.partner",
+                "res_id": self.customer.id,
+                "external_id": "X-1",
+            },
+            **extra,
+        )
+
+    def assertRefused(self, pattern, vals):
+        with self.assertRaisesRegex(ValidationError, pattern):
+            self.Link.daemon_upsert_links([vals])
+        self.assertFalse(
+            self.env["crm.sync.link"].search([("backend_id", "=", self.backend.id)])
+        )
+
+    def test_ids_that_are_no_whole_numbers(self):
+        self.assertRefused(
+            r"links\[0\]: field res_id must be an integer id", self._vals(res_id=True)
+        )
+        self.assertRefused(
+            r"links\[0\]: field res_id .* got 7.9", self._vals(res_id=7.9)
+        )
+        self.assertRefused(
+            r"field backend_id must be an integer id",
+            self._vals(backend_id=self.backend.id + 0.5),
+        )
+        # a whole float or a numeric string is still an id
+        [link_id] = self.Link.daemon_upsert_links(
+            [self._vals(res_id=float(self.customer.id))]
+        )
+        self.assertEqual(
+            self.env["crm.sync.link"].browse(link_id).res_id, self.customer.id
+        )
+
+    def test_text_fields_that_are_no_text(self):
+        self.assertRefused(
+            r"links\[0\]: field external_id must be text without NUL",
+            self._vals(external_id={"a": 1}),
+        )
+        self.assertRefused(
+            r"field external_id must be text without NUL",
+            self._vals(external_id="A\x00B"),
+        )
+        self.assertRefused(r"field sync_hash must be text", self._vals(sync_hash=[1]))
+        self.assertRefused(
+            r"field external_code must be text", self._vals(external_code={"c": 1})
+        )
+        self.assertRefused(
+            r"links\[0\]: field res_model names an unknown model",
+            self._vals(res_model=["res.partner"]),
+        )
+        self.assertRefused(
+            r"links\[0\]: missing value for external_id", self._vals(external_id="   ")
+        )
+        with self.assertRaisesRegex(
+            ValidationError, r"links\[0\]: field res_model must"
+        ):
+            self.Link.daemon_unlink_links(
+                [
+                    {
+                        "backend_id": self.backend.id,
+                        "res_model": ["x"],
+                        "external_id": "X",
+                    }
+                ]
+            )
+
+    def test_batches_and_limits_that_are_no_batches_or_limits(self):
+        for method in ("daemon_upsert_links", "daemon_unlink_links"):
+            with self.assertRaisesRegex(ValidationError, f"{method}: expected a list"):
+                getattr(self.Link, method)(None)
+        Run = self.env["crm.sync.run"].with_user(self.user_daemon)
+        with self.assertRaisesRegex(
+            ValidationError, "daemon_start_runs: expected a list"
+        ):
+            Run.daemon_start_runs(None)
+        Partner = self.env["res.partner"].with_user(self.user_daemon)
+        for limit in (float("inf"), True):
+            with self.assertRaisesRegex(ValidationError, "'limit' must be a number"):
+                Partner.daemon_partner_keys(0, limit)
+
+    def test_issue_values_from_a_hostile_remote(self):
+        Issue = self.env["crm.sync.issue"].with_user(self.user_daemon)
+        vals = {"backend_id": self.backend.id, "kind": "invalid_data", "message": "m"}
+        with self.assertRaisesRegex(
+            ValidationError, r"issues\[0\]: field external_id must be text"
+        ):
+            Issue.daemon_raise_issues([dict(vals, external_id={"x": 1})])
+        with self.assertRaisesRegex(
+            ValidationError, r"issues\[0\]: field res_model names an unknown model"
+        ):
+            Issue.daemon_raise_issues([dict(vals, res_model=["res.partner"], res_id=1)])
+        # free text quoted from the remote keeps the issue instead of losing the batch
+        [issue_id] = Issue.daemon_raise_issues(
+            [dict(vals, external_id="X-9", message="bad\x00name", payload="p\x00")]
+        )
+        issue = self.env["crm.sync.issue"].browse(issue_id)
+        self.assertEqual(issue.message, "bad\ufffdname")
+        self.assertEqual(issue.payload, "p\ufffd")

@@ -26,12 +26,24 @@ def check_daemon_access(env):
 def daemon_page_limit(env, limit):
     """Return a page size between 1 and MAX_PAGE_SIZE, rejecting non-numbers."""
     try:
+        if isinstance(limit, bool):
+            raise TypeError(limit)
         limit = int(limit)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:
         raise ValidationError(
             env._("The argument 'limit' must be a number, got %r.", limit)
         ) from error
     return max(1, min(limit, MAX_PAGE_SIZE))
+
+
+def require_list(env, vals_list, what):
+    """Raise ValidationError unless a daemon batch is a list (or tuple)."""
+    if not isinstance(vals_list, (list, tuple)):
+        raise ValidationError(
+            env._(
+                "%(what)s: expected a list, got %(value)r.", what=what, value=vals_list
+            )
+        )
 
 
 def require_keys(env, vals, keys, what):
@@ -40,7 +52,12 @@ def require_keys(env, vals, keys, what):
         raise ValidationError(
             env._("%(what)s: expected a dict, got %(value)r.", what=what, value=vals)
         )
-    missing = [key for key in keys if vals.get(key) in (None, "")]
+    missing = [
+        key
+        for key in keys
+        if vals.get(key) in (None, "")
+        or (isinstance(vals.get(key), str) and not vals[key].strip())
+    ]
     if missing:
         raise ValidationError(
             env._(
@@ -93,10 +110,17 @@ def check_selection(env, value, allowed, field, what):
 
 
 def to_int(env, value, field, what):
-    """Return ``value`` as an int or raise ValidationError naming the field."""
+    """Return ``value`` as an int or raise ValidationError naming the field.
+
+    ``True`` or ``7.9`` are refused: ``int()`` would make them record 1 and 7.
+    """
     try:
+        if isinstance(value, bool) or (
+            isinstance(value, float) and not value.is_integer()
+        ):
+            raise ValueError(value)
         return int(value)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:
         raise ValidationError(
             env._(
                 "%(what)s: field %(field)s must be an integer id, got %(value)r.",
@@ -105,3 +129,27 @@ def to_int(env, value, field, what):
                 value=value,
             )
         ) from error
+
+
+def to_text(env, value, field, what):
+    """Return ``value`` (text or a whole number) as text storable in PostgreSQL.
+
+    Objects and lists would be stored as their Python repr, and U+0000 fails the
+    whole transaction with a message naming neither the item nor the field.
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        ok = False
+    else:
+        value = str(value)
+        ok = "\x00" not in value
+    if not ok:
+        raise ValidationError(
+            env._(
+                "%(what)s: field %(field)s must be text without NUL characters, "
+                "got %(value)r.",
+                what=what,
+                field=field,
+                value=value,
+            )
+        )
+    return value

@@ -37,6 +37,18 @@ Money = Annotated[Decimal, Field(max_digits=20, decimal_places=6)]
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        # PostgreSQL cannot store U+0000: one such name would fail a whole batch
+        # write in Odoo with a message naming neither the record nor the field
+        texts = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(text, str) and "\x00" in text for text in texts):
+            raise ValueError(
+                "contains a NUL character (\\x00), which Odoo cannot store"
+            )
+        return value
+
 
 def _country_code(value: str | None) -> str | None:
     if value is None:

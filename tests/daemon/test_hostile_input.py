@@ -14,8 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from sync_daemon.cli import main
+from sync_daemon.kernel.models import Address, Customer
+from sync_daemon.testing.fake_odoo import FakeOdoo
+
+from .test_engine import Env, _customer
 
 HEADER = "id,name,is_company,parent_id,vat,company_registry,email,phone,zip,city,"
 HEADER += "country_code"
@@ -207,3 +212,117 @@ def test_an_odoo_that_accepts_but_never_answers_is_given_up_quickly(
         assert time.monotonic() - started < 10
     err = capsys.readouterr().err
     assert "did not answer version_info in 0.5 s" in err
+
+
+# -- ledger records the daemon writes to Odoo ---------------------------------------
+
+
+def test_a_nul_character_is_refused_where_the_record_is_made() -> None:
+    # PostgreSQL refuses U+0000: one such name failed a whole batch create in Odoo
+    # with "A string literal cannot contain NUL (0x00) characters"
+    with pytest.raises(ValidationError) as caught:
+        Customer(external_id="X1", name="Acme\x00 BV")
+    assert caught.value.errors()[0]["loc"] == ("name",)
+    assert "NUL" in caught.value.errors()[0]["msg"]
+    with pytest.raises(ValidationError):
+        Customer(external_id="X1", name="Acme", tags=("ok", "b\x00d"))
+    with pytest.raises(ValidationError):
+        Address(city="Gent\x00")
+    assert Customer(external_id="X1", name="Acme 😀" * 2000).name.startswith("Acme")
+
+
+def test_an_unknown_country_is_a_dead_letter_not_an_empty_country(
+    fake_odoo: FakeOdoo, tmp_path: Path
+) -> None:
+    env = Env(fake_odoo, tmp_path)
+    env.ledger.put_customer(_customer("X1", "Nowhere Ltd", country="XX"))
+    env.ledger.put_customer(_customer("B1", "Brussels BV", "BE0765881217"))
+    result = env.run()
+    assert result.outcome == "partial"
+    assert result.counts.created == 1 and result.counts.errors == 1
+    assert not env.partners(name="Nowhere Ltd")
+    letters = {d.external_id: d for d in env.state.dead_letters(env.backend_id)}
+    assert letters["X1"].field == "country_code"
+    assert "'XX' is not a country known to Odoo" in letters["X1"].message
+    assert {i["external_id"]: i["kind"] for i in env.issues()} == {"X1": "invalid_data"}
+    # an update with an unknown code used to erase the partner's country
+    [partner] = env.partners(name="Brussels BV")
+    country = partner["country_id"]
+    assert country
+    env.ledger.put_customer(
+        _customer("B1", "Brussels BV", "BE0765881217", country="XX")
+    )
+    env.run()
+    [partner] = env.partners(name="Brussels BV")
+    assert partner["country_id"] == country
+    letters = {d.external_id: d for d in env.state.dead_letters(env.backend_id)}
+    assert letters["B1"].field == "country_code"
+
+
+# -- sandboxes -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["exact", "--port", "99999"], "port must be 0-65535"),
+        (["peppol", "--port", "-1"], "port must be 0-65535"),
+        (["sage_accounting", "--fault-rate", "nan"], "fault rate must lie in"),
+    ],
+)
+def test_sandbox_mistakes_are_one_line_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    assert main(["sandbox", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"crm-sync sandbox {argv[0]}: ") and expected in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_taken_sandbox_port_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = str(taken.getsockname()[1])
+        assert main(["sandbox", "sage_x3", "--port", port]) == 2
+    assert "crm-sync sandbox sage_x3: Address already in use" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["garbage", "folder"])
+def test_a_damaged_state_file_is_one_line_not_a_traceback(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    damage: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    state = tmp_path / "st" / "state.sqlite3"
+    if damage == "garbage":
+        state.parent.mkdir()
+        state.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 8)
+    else:
+        state.mkdir(parents=True)
+    (tmp_path / "c.toml").write_text('state_dir = "st"\n' + ODOO)
+    for command in ("status", "once", "check"):
+        assert main(["-c", "c.toml", command]) == 2
+        err = capsys.readouterr().err
+        assert f"crm-sync {command}: st/state.sqlite3 / state_dir: not a usable" in err
+        assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_an_endless_input_is_refused_not_read_into_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # /dev/zero used to be read until memory ran out (12 GB in 20 s)
+    from sync_daemon import reconcile
+
+    monkeypatch.setattr(reconcile, "MAX_INPUT_BYTES", 1024)
+    (tmp_path / "odoo.csv").write_text(f"{HEADER}\n{COMPANY}\n")
+    for odoo, external in (("/dev/zero", "odoo.csv"), ("odoo.csv", "/dev/zero")):
+        argv = ["reconcile", "--odoo-csv", str(tmp_path / odoo)]
+        argv += ["--external", str(tmp_path / external), "--system", "exact"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("crm-sync reconcile: /dev/zero: larger than")
+        assert "split the export" in err

@@ -642,6 +642,39 @@ def test_consent_withdrawal_in_odoo_reaches_exact_mailing_flag(
     assert _account(exact, links[lotte])["Name"] == "Lotte Testpersoon"
     third = _run(odoo_server, backend_id, state, connector)
     assert not any("excluded from mailings" in line for line in third.log), third.log
+
+    # a prospect withdraws before finance needs them in Exact: the withdrawal
+    # waits for the link and reaches the account the run that creates it
+    ann = partners.create(
+        {
+            "name": "Ann Laterklant",
+            "is_company": False,
+            "email": "ann@consent-flows.example",
+            "country_id": be,
+            "city": "Gent",
+            "zip": "9000",
+        }
+    )
+    record = wizard.create(
+        {
+            "partner_id": ann,
+            "purpose_id": newsletter,
+            "kind": "grant",
+            "legal_basis": "consent",
+            "evidence_note": "fair stand",
+        }
+    )
+    privacy_officer.execute_kw("crm.consent.record.wizard", "action_record", [[record]])
+    privacy_officer.execute_kw("res.partner", "action_crm_withdraw_marketing", [[ann]])
+    fourth = _run(odoo_server, backend_id, state, connector)
+    assert fourth.outcome in ("success", "partial"), fourth.log
+    assert ann not in _links(odoo_admin, backend_id).values()
+    partners.write([ann], {"customer_rank": 1})
+    fifth = _run(odoo_server, backend_id, state, connector)
+    assert fifth.outcome in ("success", "partial"), fifth.log
+    ann_account = {v: k for k, v in _links(odoo_admin, backend_id).items()}[ann]
+    assert _account(exact, ann_account)["IsMailing"] == 1
+    assert _account(exact, links[people["Pieter Controle"]])["IsMailing"] == 0
     connector.close()
 
 

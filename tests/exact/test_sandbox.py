@@ -7,6 +7,7 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 import requests
 
 from connectors.exact.sandbox import ExactSandbox, companies, odoo_partners
@@ -86,7 +87,8 @@ def test_seed_data_is_deterministic_and_valid() -> None:
     assert 100 < len(partners) < 260
 
 
-def test_main_serves_until_interrupted() -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_main_serves_until_interrupted(signum: signal.Signals) -> None:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -106,7 +108,7 @@ def test_main_serves_until_interrupted() -> None:
         url = first.rsplit(" ", 1)[1]
         answer = requests.get(f"{url}/api/v1/current/Me", timeout=5)
         assert answer.status_code == 401
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         assert process.wait(timeout=20) == 0
     finally:
         if process.poll() is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -12,6 +13,13 @@ import requests
 from connectors.peppol.sandbox import PeppolSandbox
 
 ROOT = Path(__file__).resolve().parents[2]
+#: ``crm-sync sandbox peppol`` as a child process, arguments appended
+SANDBOX_MAIN = [
+    sys.executable,
+    "-c",
+    "import sys; from connectors.peppol.sandbox import main; "
+    "sys.exit(main(sys.argv[1:]))",
+]
 
 
 def test_in_process_api_serves_only_loopback(sandbox_factory, examples_dir) -> None:
@@ -35,17 +43,9 @@ def test_in_process_api_serves_only_loopback(sandbox_factory, examples_dir) -> N
 def test_main_starts_prints_and_stops_on_signal(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [
-            sys.executable,
-            "-c",
-            "import sys; from connectors.peppol.sandbox import main; "
-            "sys.exit(main(sys.argv[1:]))",
-            "--port",
-            "0",
-            "--inbox",
-            str(tmp_path),
-            "--no-validate",
-            "--participant",
-            "0208:0765881217",
+            *SANDBOX_MAIN,
+            *("--port", "0", "--inbox", str(tmp_path), "--no-validate"),
+            *("--participant", "0208:0765881217"),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -71,3 +71,19 @@ def test_main_starts_prints_and_stops_on_signal(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
         process.stdout.close()
+
+
+def test_main_without_rules_says_so_in_two_lines(tmp_path: Path) -> None:
+    process = subprocess.run(
+        [*SANDBOX_MAIN, "--port", "0", "--inbox", str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "PEPPOL_RULES_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode == 2
+    assert process.stdout == ""
+    assert "Traceback" not in process.stderr
+    assert "artefacts not found" in process.stderr
+    assert "--no-validate" in process.stderr

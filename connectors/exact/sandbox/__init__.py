@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -116,6 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         daily_limit=args.daily_limit,
         faults=FaultPlan(rate=args.fault_rate, kinds=kinds, seed=args.seed),
     )
+    # Handlers before the server starts: whoever reads the banner may signal us
+    # at once, and a SIGTERM before its handler exists kills the process (-15).
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
     sandbox.start()
     try:
         # Inside the try: a Ctrl-C while the banner prints is a clean stop too.
@@ -124,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  client id     : {args.client_id}")
         print(f"  client secret : {args.client_secret}")
         print(f"  consent       : {sandbox.url}/api/oauth2/auth", flush=True)
-        threading.Event().wait()
+        while not stop.wait(0.2):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
