@@ -350,7 +350,9 @@ def register(sub: Sub) -> None:
         help="reach Odoo and every backend, report credentials",
         description="Log in to Odoo, read the active backends and ask each "
         "connector whether it reaches its system and holds valid credentials. "
-        "Writes nothing. Exit 0 when everything answers, 2 otherwise.",
+        "Writes nothing. Exit 0 when every backend answers with valid "
+        "credentials, 1 when one does not, 2 when the configuration or Odoo "
+        "cannot be used.",
     )
     parser.set_defaults(handler=_guard(cmd_check))
 
