@@ -1,4 +1,4 @@
-"""``crm-sync reconcile``: an offline audit of how Odoo and a ledger's customers match.
+"""crm-sync reconcile: an offline audit of how Odoo and a ledger's customers match.
 
 No writes anywhere, no network: it reads an Odoo CSV export and an external JSON
 file, runs the same matching engine as the daemon, and prints what a first sync
@@ -8,20 +8,20 @@ the first sync.
 
 Inputs:
 
-- Odoo CSV with a header holding at least ``id,name,is_company,parent_id,vat,
-  company_registry,email,phone,zip,city,country_code`` (extra columns ignored;
-  ',', ';' or tab separated; UTF-8). ``id`` and ``parent_id`` are numeric database
-  ids, not external ids such as ``__export__.res_partner_12_ab``; the parents of
+- Odoo CSV with a header holding at least id,name,is_company,parent_id,vat,
+  company_registry,email,phone,zip,city,country_code (extra columns ignored;
+  ',', ';' or tab separated; UTF-8). id and parent_id are numeric database
+  ids, not external ids such as __export__.res_partner_12_ab; the parents of
   the contacts must be in the file;
-- the external file: Exact Online OData JSON (``{"d": {"results": [...]}}`` or a
-  list of such pages) with ``ID``, ``Code``, ``Name``, ``VATNumber``,
-  ``ChamberOfCommerce``, ``PeppolIdentifierType``/``PeppolIdentifier``, ``Email``,
-  ``Phone``, ``Postcode``, ``Country``; Sage Accounting v3.1 JSON
-  (``{"$items": [...]}`` or a list of pages) with ``id``, ``name``,
-  ``tax_number``, ``registered_number``, ``email``, ``telephone``,
-  ``main_address.postal_code``/``country.id``; or a plain list of such records.
+- the external file: Exact Online OData JSON ({"d": {"results": [...]}} or a
+  list of such pages) with ID, Code, Name, VATNumber,
+  ChamberOfCommerce, PeppolIdentifierType/PeppolIdentifier, Email,
+  Phone, Postcode, Country; Sage Accounting v3.1 JSON
+  ({"$items": [...]} or a list of pages) with id, name,
+  tax_number, registered_number, email, telephone,
+  main_address.postal_code/country.id; or a plain list of such records.
 
-JSON output (``--json``)::
+JSON output (--json)::
 
     {"links": [{"odoo_id", "external_id", "rule", "score"}],
      "review": [{"odoo_ids", "external_id", "reason"}],
@@ -34,14 +34,14 @@ JSON output (``--json``)::
 Exit status: 0 with a report; 2 when an input cannot be read, with one line on
 standard error naming the file, line or page, record and field (a missing column
 or one given twice, a row of the wrong width, an id that is not a number or
-appears twice, an ``is_company`` that is not true/false, a contact whose parent is
+appears twice, an is_company that is not true/false, a contact whose parent is
 not in the file, a page that is no known envelope, a record without its id, a key
-given twice in one object, ``NaN``/``Infinity``, an object or list where text
+given twice in one object, NaN/Infinity, an object or list where text
 belongs, a country that is not a two-letter ISO code). Doubts that do not stop
 the audit, such as an export whose last page links to a next one, are printed as
-warnings and listed under ``warnings``.
+warnings and listed under warnings.
 
-Proposals (name or e-mail only) are listed under ``review`` with their score in the
+Proposals (name or e-mail only) are listed under review with their score in the
 reason: an audit never links them.
 """
 

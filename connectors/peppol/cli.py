@@ -1,12 +1,12 @@
-"""``crm-sync peppol …``: validate UBL files and look participants up.
+"""crm-sync peppol …: validate UBL files and look participants up.
 
-``crm-sync peppol validate FILE... [--json]`` runs the UBL 2.1 XSD and the official
+crm-sync peppol validate FILE... [--json] runs the UBL 2.1 XSD and the official
 CEN and PEPPOL rules on each file. Exit status: 0 when no file has a fatal assert,
 1 when any has, 2 when a file cannot be read (missing, not XML, DTD/entities
-refused). ``--json`` prints ``[{"file", "valid", "errors": [{"rule", "flag",
-"message", "location"}]}]``.
+refused). --json prints [{"file", "valid", "errors": [{"rule", "flag",
+"message", "location"}]}].
 
-``crm-sync peppol lookup ID|--vat … [--country CC]`` asks the SML and SMP whether a
+crm-sync peppol lookup ID|--vat … [--country CC] asks the SML and SMP whether a
 participant can receive Peppol BIS 3 invoices.
 """
 
