@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from connectors.peppol.build import build_document  # noqa: E402
+from connectors.peppol.errors import RulesNotFound  # noqa: E402
 from connectors.peppol.validate import Validator, find_rules_dir  # noqa: E402
 from sync_daemon.kernel.models import (  # noqa: E402
     Address,
@@ -93,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    rules = find_rules_dir(args.rules_dir)
+    try:
+        rules = find_rules_dir(args.rules_dir)
+    except RulesNotFound as err:
+        print(f"peppol benchmark: {err}", file=sys.stderr)
+        return 2
     cpu_started = time.process_time()
     validator = Validator(rules)
     compile_cpu = time.process_time() - cpu_started

@@ -680,9 +680,14 @@ def _print_summary(
         "open issues in Odoo (likely duplicates, conflicts, refused records); "
         "e-inv. in/out: Peppol e-invoices received and sent."
     )
+    bills = (
+        ""
+        if "peppol" in skipped
+        else ", Invoicing → Vendors → Bills for the e-invoices received"
+    )
     console.print(
         f"\n[bold]Where to look[/]: {server.url}{ODOO_URL_HINT}  "
         "(login [bold]admin[/], password [bold]admin[/]); Contacts for the "
-        "customers, Invoicing → Vendors → Bills for the e-invoices received."
+        f"customers{bills}."
         f"\ndaemon configuration: {config}"
     )

@@ -148,10 +148,11 @@ def find_rules_dir(rules_dir: str | Path | None = None) -> Path:
     for path in candidates:
         if _complete(path):
             return path.resolve()
-    tried = ", ".join(str(p) for p in candidates)
+    tried = ", ".join(dict.fromkeys(str(p) for p in candidates))
     raise RulesNotFound(
         "Peppol validation artefacts not found (UBL 2.1 XSD and the CEN + PEPPOL "
-        f"XSLT); set {RULES_DIR_ENV}. Tried: {tried}",
+        f"XSLT); set {RULES_DIR_ENV} to a folder with ubl-2.1/xsd and xslt, or "
+        f"CRM_SHARED_DIR to one with specs/peppol (README). Tried: {tried}",
         field=RULES_DIR_ENV,
     )
 
