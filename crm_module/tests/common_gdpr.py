@@ -1,3 +1,7 @@
+from datetime import timedelta
+
+from odoo import fields
+
 from .common import CrmModuleCommon
 
 
@@ -26,6 +30,24 @@ class CrmGdprCommon(CrmModuleCommon):
         cls.stranger = cls.env["res.partner"].create(
             {"name": "Someone Else", "email": "someone.else@example.com"}
         )
+
+    @classmethod
+    def make_dormant(cls, partner, lead, days=3 * 365):
+        """Backdate ``partner``, ``lead`` and their messages by ``days``, as if
+        nobody had touched them since (SQL: the ORM always writes today)."""
+        cls.env.flush_all()
+        old = fields.Datetime.now() - timedelta(days=days)
+        cls.env.cr.execute(
+            "UPDATE res_partner SET write_date = %s WHERE id = %s", [old, partner.id]
+        )
+        cls.env.cr.execute(
+            "UPDATE crm_lead SET write_date = %s WHERE id = %s", [old, lead.id]
+        )
+        cls.env.cr.execute(
+            "UPDATE mail_message SET date = %s WHERE (model, res_id) IN %s",
+            [old, (("crm.lead", lead.id), ("res.partner", partner.id))],
+        )
+        cls.env.invalidate_all()
 
     def grant(self, partner, purpose, action_at=None, source="import"):
         return self.Consent._crm_record_event(

@@ -90,6 +90,47 @@ class GdprRequestCommon(AccountTestInvoicingCommon):
         request.action_verify_identity()
         return request
 
+    def _scan(self, needles):
+        """Return (table, column, needle) wherever a needle is stored: text columns
+        of the scanned tables, and text attachments."""
+        found = self._scan_tables(needles)
+        attachments = self.env["ir.attachment"].search(
+            [("mimetype", "=like", "text/%"), ("res_model", "!=", False)]
+        )
+        for attachment in attachments:
+            text = (attachment.raw or b"").decode("utf-8", "replace").lower()
+            for needle in needles:
+                if needle.lower() in text:
+                    found.append(("ir_attachment", f"raw of {attachment.id}", needle))
+        return found
+
+    def _scan_tables(self, needles):
+        """Return (table, column, needle) wherever a needle is stored in a text
+        column of the scanned tables."""
+        self.env.flush_all()
+        cr = self.env.cr
+        found = []
+        for table in SCANNED_TABLES:
+            cr.execute(
+                "SELECT column_name FROM information_schema.columns WHERE "
+                "table_name = %s AND data_type IN ('text', 'character varying', "
+                "'jsonb')",
+                [table],
+            )
+            for (column,) in cr.fetchall():
+                for needle in needles:
+                    cr.execute(
+                        SQL(
+                            "SELECT count(*) FROM %s WHERE %s::text ILIKE %s",
+                            SQL.identifier(table),
+                            SQL.identifier(column),
+                            f"%{needle}%",
+                        )
+                    )
+                    if cr.fetchone()[0]:
+                        found.append((table, column, needle))
+        return found
+
 
 @tagged("post_install", "-at_install", "crm_module", "crm_gdpr")
 class TestErasure(GdprRequestCommon):
@@ -188,40 +229,6 @@ class TestErasure(GdprRequestCommon):
                 (line.name, line.balance, line.partner_id.id) for line in move.line_ids
             ],
         }
-
-    def _scan(self, needles):
-        """Return (table, column) pairs where one of the needles is found."""
-        self.env.flush_all()
-        cr = self.env.cr
-        found = []
-        for table in SCANNED_TABLES:
-            cr.execute(
-                "SELECT column_name FROM information_schema.columns WHERE "
-                "table_name = %s AND data_type IN ('text', 'character varying', "
-                "'jsonb')",
-                [table],
-            )
-            for (column,) in cr.fetchall():
-                for needle in needles:
-                    cr.execute(
-                        SQL(
-                            "SELECT count(*) FROM %s WHERE %s::text ILIKE %s",
-                            SQL.identifier(table),
-                            SQL.identifier(column),
-                            f"%{needle}%",
-                        )
-                    )
-                    if cr.fetchone()[0]:
-                        found.append((table, column, needle))
-        attachments = self.env["ir.attachment"].search(
-            [("mimetype", "=like", "text/%"), ("res_model", "!=", False)]
-        )
-        for attachment in attachments:
-            text = (attachment.raw or b"").decode("utf-8", "replace").lower()
-            for needle in needles:
-                if needle.lower() in text:
-                    found.append(("ir_attachment", f"raw of {attachment.id}", needle))
-        return found
 
     def test_c033_erasure_with_retained_invoices(self):
         needles = [self.name, self.email, self.phone]

@@ -1,6 +1,3 @@
-from datetime import timedelta
-
-from odoo import fields
 from odoo.tests import tagged
 
 from .common_gdpr import CrmGdprCommon
@@ -22,26 +19,7 @@ class TestRetention(CrmGdprCommon):
             {"name": "Old lead", "contact_name": "Old Contact", "type": "lead"}
         )
         cls.new_lead = cls.env["crm.lead"].create({"name": "New lead", "type": "lead"})
-        cls.env.flush_all()
-        old = fields.Datetime.now() - timedelta(days=3 * 365)
-        cls.env.cr.execute(
-            "UPDATE res_partner SET write_date = %s WHERE id = %s",
-            [old, cls.old_prospect.id],
-        )
-        cls.env.cr.execute(
-            "UPDATE crm_lead SET write_date = %s WHERE id = %s", [old, cls.old_lead.id]
-        )
-        cls.env.cr.execute(
-            "UPDATE mail_message SET date = %s WHERE (model, res_id) IN %s",
-            [
-                old,
-                (
-                    ("crm.lead", cls.old_lead.id),
-                    ("res.partner", cls.old_prospect.id),
-                ),
-            ],
-        )
-        cls.env.invalidate_all()
+        cls.make_dormant(cls.old_prospect, cls.old_lead)
 
     def test_retention_dry_run_then_anonymise(self):
         wizard = (

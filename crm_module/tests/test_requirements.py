@@ -16,7 +16,6 @@ from freezegun import freeze_time
 from odoo import fields
 from odoo.exceptions import AccessError, UserError, ValidationError
 from odoo.tests import tagged
-from odoo.tools import SQL
 
 from odoo.addons.account.tests.common import AccountTestInvoicingCommon
 from odoo.addons.mail.tests.common import mail_new_test_user
@@ -26,7 +25,7 @@ from ..tools.identifiers import normalize_email, normalize_vat
 from .common import CrmModuleCommon
 from .common_gdpr import CrmGdprCommon
 from .common_pipeline import PipelineCommon
-from .test_gdpr_requests import SCANNED_TABLES, GdprRequestCommon
+from .test_gdpr_requests import GdprRequestCommon
 
 #: one valid VAT number per EU member state, typed with the separators people
 #: use, and the key expected (python-stdnum checks every one of them)
@@ -598,39 +597,13 @@ class TestPrivacyBundleAndChildren(GdprRequestCommon):
         )
         lead.message_post(body="Call Lena Voorbeeld-Thuis on +32 470 55 66 77")
         needles = ["Lena Voorbeeld", "+32 470 55 66 77", "lena.thuis@example.com"]
-        self.assertTrue(self._find(needles))
+        self.assertTrue(self._scan(needles))
         self.new_request(self.person, "erasure").action_process()
-        self.assertEqual(self._find(needles), [])
+        self.assertEqual(self._scan(needles), [])
         home = self.home.with_context(active_test=False)
         self.assertTrue(home.crm_erased)
         self.assertFalse(home.street)
         self.assertFalse(company_contact.crm_erased)
-
-    def _find(self, needles):
-        """Return (table, column, needle) wherever a needle is stored in text."""
-        self.env.flush_all()
-        cr = self.env.cr
-        found = []
-        for table in SCANNED_TABLES:
-            cr.execute(
-                "SELECT column_name FROM information_schema.columns WHERE "
-                "table_name = %s AND data_type IN ('text', 'character varying', "
-                "'jsonb')",
-                [table],
-            )
-            for (column,) in cr.fetchall():
-                for needle in needles:
-                    cr.execute(
-                        SQL(
-                            "SELECT count(*) FROM %s WHERE %s::text ILIKE %s",
-                            SQL.identifier(table),
-                            SQL.identifier(column),
-                            f"%{needle}%",
-                        )
-                    )
-                    if cr.fetchone()[0]:
-                        found.append((table, column, needle))
-        return found
 
 
 @tagged("post_install", "-at_install", "crm_module", "crm_pipeline")
@@ -716,26 +689,7 @@ class TestRetentionCron(CrmGdprCommon):
         cls.old_lead = cls.env["crm.lead"].create(
             {"name": "Dormant lead", "contact_name": "Dormant Contact", "type": "lead"}
         )
-        cls.env.flush_all()
-        old = fields.Datetime.now() - timedelta(days=3 * 365)
-        cls.env.cr.execute(
-            "UPDATE res_partner SET write_date = %s WHERE id = %s",
-            [old, cls.old_prospect.id],
-        )
-        cls.env.cr.execute(
-            "UPDATE crm_lead SET write_date = %s WHERE id = %s", [old, cls.old_lead.id]
-        )
-        cls.env.cr.execute(
-            "UPDATE mail_message SET date = %s WHERE (model, res_id) IN %s",
-            [
-                old,
-                (
-                    ("crm.lead", cls.old_lead.id),
-                    ("res.partner", cls.old_prospect.id),
-                ),
-            ],
-        )
-        cls.env.invalidate_all()
+        cls.make_dormant(cls.old_prospect, cls.old_lead)
 
     def test_cron_is_a_dry_run_until_applied(self):
         Wizard = self.env["crm.retention.wizard"]
